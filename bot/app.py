@@ -1,0 +1,90 @@
+"""The aiohttp application: /api/messages, health probes, and the lifecycle of storage, index and scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from bot.scheduler import JobScheduler
+from bot.services import Services, build_services
+from bot.settings import Settings
+from bot.teams import TeamsEndpoint
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICES = web.AppKey("services", Services)
+READY = web.AppKey("ready", asyncio.Event)
+ENDPOINT = web.AppKey("endpoint", TeamsEndpoint)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The whole bot as one aiohttp app; nothing starts until the app runs."""
+    app = web.Application(client_max_size=1024 * 1024)
+    app[SETTINGS] = settings
+    app[READY] = asyncio.Event()
+    app.cleanup_ctx.append(_lifecycle)
+    app.router.add_post("/api/messages", _messages)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    services = await build_services(settings)
+    app[SERVICES] = services
+    await services.library.load()  # serve what the store already holds while the folder is re-read
+    app[ENDPOINT] = TeamsEndpoint(settings, services.router, services.store)
+    scheduler = JobScheduler(settings.timezone)
+    scheduler.add_skills(services.skills)
+
+    async def start_skills() -> None:
+        for skill in services.skills:
+            if skill.startup is not None:
+                try:
+                    await skill.startup()
+                except Exception:
+                    log.exception("skill start-up failed", extra={"skill": skill.name})
+        app[READY].set()
+        log.info("ready", extra={"chunks": len(services.library.retriever.chunks)})
+
+    starting = asyncio.create_task(start_skills())
+    scheduler.start()
+    try:
+        yield
+    finally:
+        scheduler.shutdown()
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        await services.close()
+
+
+async def _messages(request: web.Request) -> web.Response:
+    return await request.app[ENDPOINT].handle(request)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    app = request.app
+    services = app[SERVICES]
+    database = await services.store.ping()
+    indexed = app[READY].is_set()
+    body = {
+        "database": "ok" if database else "unreachable",
+        "protocols": "indexed" if indexed else "indexing",
+        "chunks": len(services.library.retriever.chunks),
+        "retrieval": services.library.retriever.mode,
+        "generation": "azure-openai" if services.llm else "extractive",
+    }
+    return web.json_response(
+        {"status": "ready" if database and indexed else "starting", **body}, status=200 if database and indexed else 503
+    )

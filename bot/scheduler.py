@@ -1,0 +1,64 @@
+"""Binds the skills' declared jobs to an APScheduler 3 AsyncIOScheduler owned by the app's lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from skills.core.skill import Job, Skill
+
+log = logging.getLogger(__name__)
+
+
+class JobScheduler:
+    """One scheduler per process; every job error goes to one handler, nothing is skipped silently."""
+
+    def __init__(self, timezone: str) -> None:
+        self.timezone = timezone
+        self.scheduler = AsyncIOScheduler(
+            timezone=timezone,
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+        self.scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+
+    def add_skills(self, skills: Sequence[Skill]) -> None:
+        for skill in skills:
+            for job in skill.jobs:
+                self.add(job)
+
+    def add(self, job: Job) -> None:
+        trigger: Any
+        if job.cron is not None:
+            trigger = CronTrigger(timezone=self.timezone, **dict(job.cron))
+        elif job.interval_seconds:
+            trigger = IntervalTrigger(seconds=job.interval_seconds, timezone=self.timezone)
+        else:
+            raise ValueError(f"job {job.id} has neither cron nor interval")
+        self.scheduler.add_job(
+            job.func,
+            trigger,
+            id=job.id,
+            name=job.id,
+            replace_existing=True,
+            misfire_grace_time=job.misfire_grace_seconds,
+        )
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    @staticmethod
+    def _on_event(event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            log.warning("scheduled job missed its time", extra={"job_id": event.job_id})
+        else:
+            log.error("scheduled job failed", exc_info=event.exception, extra={"job_id": event.job_id})

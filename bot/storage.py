@@ -1,0 +1,176 @@
+"""SqlStore: the Store port on SQLAlchemy 2 async; SQLite by default, PostgreSQL for several replicas."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    event,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+metadata = MetaData()
+
+records = Table(
+    "records",
+    metadata,
+    Column("namespace", String(64), primary_key=True),
+    Column("key", String(512), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("stream", String(64), nullable=False, index=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+SCHEMA_VERSION = 1
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class SqlStore:
+    """Namespaced JSON records and append-only event streams in one SQL database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlStore:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+
+            @event.listens_for(engine.sync_engine, "connect")
+            def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+                cursor.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process in WAL mode
+                cursor.execute("PRAGMA busy_timeout=5000")
+                cursor.close()
+
+        return cls(engine)
+
+    async def open(self) -> None:
+        """Create the tables if needed."""
+        async with self.engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:  # any driver error means "not ready"; /readyz reports it
+            return False
+        return True
+
+    async def get(self, namespace: str, key: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(records.c.value).where(and_(records.c.namespace == namespace, records.c.key == key))
+                )
+            ).first()
+        return json.loads(row[0]) if row else None
+
+    async def put(self, namespace: str, key: str, value: Mapping[str, Any]) -> None:
+        await self.put_many(namespace, [(key, value)])
+
+    async def put_many(self, namespace: str, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        rows = [
+            {"namespace": namespace, "key": k, "value": _dump(v), "updated_at": datetime.now(UTC)} for k, v in items
+        ]
+        if not rows:
+            return
+        dialect_insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+        statement = dialect_insert(records)
+        statement = statement.on_conflict_do_update(
+            index_elements=[records.c.namespace, records.c.key],
+            set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
+        )
+        async with self.engine.begin() as connection:
+            await connection.execute(statement, rows)
+
+    async def delete(self, namespace: str, key: str) -> bool:
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                delete(records).where(and_(records.c.namespace == namespace, records.c.key == key))
+            )
+        return bool(result.rowcount)
+
+    async def scan(self, namespace: str, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
+        query = select(records.c.key, records.c.value).where(records.c.namespace == namespace)
+        if prefix:
+            query = query.where(records.c.key.like(_like_prefix(prefix), escape="\\"))
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query.order_by(records.c.key))).all()
+        return [(row[0], json.loads(row[1])) for row in rows]
+
+    async def replace_prefix(self, namespace: str, prefix: str, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        now = datetime.now(UTC)
+        rows = [{"namespace": namespace, "key": k, "value": _dump(v), "updated_at": now} for k, v in items]
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                delete(records).where(
+                    and_(records.c.namespace == namespace, records.c.key.like(_like_prefix(prefix), escape="\\"))
+                )
+            )
+            if rows:
+                await connection.execute(insert(records), rows)
+
+    async def append(self, stream: str, event_value: Mapping[str, Any]) -> int:
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                insert(events).returning(events.c.id),
+                {"stream": stream, "value": _dump(event_value), "created_at": datetime.now(UTC)},
+            )
+            return int(result.scalar_one())
+
+    async def read(self, stream: str, *, after: int = 0, limit: int = 1000) -> list[tuple[int, dict[str, Any]]]:
+        async with self.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(events.c.id, events.c.value)
+                    .where(and_(events.c.stream == stream, events.c.id > after))
+                    .order_by(events.c.id)
+                    .limit(limit)
+                )
+            ).all()
+        return [(int(row[0]), json.loads(row[1])) for row in rows]
+
+
+def _dump(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)

@@ -1,0 +1,182 @@
+"""The Bot: turns Teams activities into skill calls through the router."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from botbuilder.core import Bot, InvokeResponse, TurnContext
+from botbuilder.schema import Activity, ActivityTypes
+
+from bot.teams.turn import REPLIES, TeamsTurn, tenant_of, to_message
+from skills.core.i18n import is_korean
+from skills.core.ports import Store
+from skills.core.router import Router
+from skills.core.types import Feedback, User
+
+log = logging.getLogger(__name__)
+
+CONVERSATIONS = "teams.conversations"  # conversation id -> reference, for proactive posts
+FEEDBACK_INVOKE = "message/submitAction"
+CARD_INVOKE = "adaptiveCard/action"
+
+WELCOME = (
+    "Hi, I'm **Wardline**. Ask me about the hospital's protocols (e.g. *what MAP do we target in septic shock?*) "
+    "and I'll answer with numbered sources. Type `help` to see everything I can do.\n\n"
+    "안녕하세요, **Wardline**입니다. 병원 프로토콜에 대해 한국어로도 질문할 수 있습니다."
+)
+
+
+class WardlineBot(Bot):  # type: ignore[misc]
+    """Dispatches messages, card actions, feedback votes and installs; never lets an activity type crash a turn."""
+
+    def __init__(self, router: Router, store: Store, *, streaming: bool) -> None:
+        self.router = router
+        self.store = store
+        self.streaming = streaming
+
+    async def on_turn(self, context: TurnContext) -> None:
+        activity = context.activity
+        if activity.type == ActivityTypes.message:
+            await self._remember_conversation(activity)
+            await self._on_message(context)
+        elif activity.type == ActivityTypes.invoke:
+            await self._on_invoke(context)
+        elif activity.type in (ActivityTypes.conversation_update, ActivityTypes.installation_update):
+            await self._remember_conversation(activity)
+            await self._on_install(context)
+
+    async def _on_message(self, context: TurnContext) -> None:
+        message = to_message(context.activity)
+        if not message.text and message.value is None:
+            return  # e.g. a message with only an image: nothing to answer
+        turn = TeamsTurn(context, self.store, streaming=self.streaming)
+        skill = await self.router.dispatch(message, turn)
+        log.info("message handled", extra={"skill": skill, "conversation_kind": message.conversation.kind.value})
+
+    async def _on_invoke(self, context: TurnContext) -> None:
+        activity = context.activity
+        if activity.name == FEEDBACK_INVOKE:
+            await self._on_feedback(context)
+            await _invoke_response(context, InvokeResponse(status=HTTPStatus.OK))
+        elif activity.name == CARD_INVOKE:
+            action = _dict(_dict(activity.value).get("action"))
+            data = _dict(action.get("data"))
+            if "verb" not in data and action.get("verb"):
+                data["verb"] = action["verb"]
+            message = to_message(activity)
+            message = type(message)(
+                id=message.id,
+                text="",
+                user=message.user,
+                conversation=message.conversation,
+                locale=message.locale,
+                value=data,
+            )
+            await self.router.dispatch(message, TeamsTurn(context, self.store, streaming=False))
+            body = {"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": "OK"}
+            await _invoke_response(context, InvokeResponse(status=HTTPStatus.OK, body=body))
+        else:
+            await _invoke_response(context, InvokeResponse(status=HTTPStatus.NOT_IMPLEMENTED))
+
+    async def _on_feedback(self, context: TurnContext) -> None:
+        activity = context.activity
+        action = _dict(_dict(activity.value).get("actionValue"))
+        reaction = str(action.get("reaction", "")).lower()
+        if reaction not in ("like", "dislike"):
+            log.warning("feedback without a like/dislike reaction ignored")
+            return
+        feedback_text = _feedback_text(action.get("feedback"))
+        sent = await self.store.get(REPLIES, activity.reply_to_id or "")
+        if sent is None:
+            log.warning("feedback for a message this bot has no record of")
+            return
+        sender = activity.from_property
+        feedback = Feedback(
+            record_id=str(sent["record_id"]),
+            reaction=reaction,
+            text=feedback_text,
+            user=User(id=(sender.id if sender else "") or "", name=(sender.name if sender else "") or ""),
+        )
+        await self.router.feedback(str(sent.get("skill")), feedback)
+        log.info("feedback stored", extra={"reaction": reaction})
+
+    async def _on_install(self, context: TurnContext) -> None:
+        activity = context.activity
+        added = activity.members_added or []
+        bot_id = activity.recipient.id if activity.recipient else None
+        bot_added = any(m.id == bot_id for m in added) or (
+            activity.type == ActivityTypes.installation_update and activity.action == "add"
+        )
+        conversation_type = getattr(activity.conversation, "conversation_type", None) or "personal"
+        if bot_added and conversation_type == "personal" and activity.type == ActivityTypes.conversation_update:
+            await context.send_activity(Activity(type=ActivityTypes.message, text=WELCOME, text_format="markdown"))
+
+    async def _remember_conversation(self, activity: Activity) -> None:
+        if not activity.conversation or not activity.conversation.id:
+            return
+        reference = TurnContext.get_conversation_reference(activity).serialize()
+        channel_data = _dict(activity.channel_data)
+        record: dict[str, Any] = {
+            "reference": reference,
+            "tenant_id": tenant_of(activity),
+            "conversation_type": getattr(activity.conversation, "conversation_type", None),
+            "team": _dict(channel_data.get("team")).get("id"),
+            "channel": _dict(channel_data.get("channel")).get("id"),
+        }
+        existing = await self.store.get(CONVERSATIONS, activity.conversation.id)
+        if existing != record:
+            await self.store.put(CONVERSATIONS, activity.conversation.id, record)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """JSON objects from the wire, or an empty dict for anything else."""
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _feedback_text(raw: Any) -> str:
+    """Teams sends the free-text part as a JSON string like {"feedbackText": "..."}; keep just the text."""
+    if isinstance(raw, dict):
+        return str(raw.get("feedbackText", ""))
+    if isinstance(raw, str):
+        import json
+
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            return raw
+        if isinstance(parsed, dict):
+            return str(parsed.get("feedbackText", ""))
+        return raw
+    return ""
+
+
+async def _invoke_response(context: TurnContext, response: InvokeResponse) -> None:
+    await context.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
+
+
+async def apologise(context: TurnContext, error: Exception) -> None:
+    """The one turn-error handler: log the failure with ids only, tell the user plainly, leak nothing."""
+    activity = context.activity
+    log.error(
+        "turn failed",
+        exc_info=error,
+        extra={
+            "activity_id": activity.id,
+            "activity_type": activity.type,
+            "conversation_id": activity.conversation.id if activity.conversation else None,
+        },
+    )
+    if activity.type != ActivityTypes.message:
+        return
+    korean = is_korean(activity.text or "")
+    text = (
+        "죄송합니다. 처리 중 문제가 발생했습니다. 다시 시도해 주세요. 계속되면 IT 담당자에게 알려주세요"
+        if korean
+        else "Sorry, something went wrong on my side. Please try again; if it keeps happening, tell IT"
+    )
+    try:
+        await context.send_activity(f"{text} (ref {activity.id or 'unknown'}).")
+    except Exception:  # the connector itself may be what failed; the log above has the cause
+        log.warning("could not send the apology", extra={"activity_id": activity.id})

@@ -1,0 +1,119 @@
+"""The Turn and Stream ports on a botbuilder TurnContext, plus Activity -> Message conversion."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from botbuilder.core import TurnContext
+from botbuilder.schema import Activity, ActivityTypes
+
+from bot.teams.render import StreamInfoEntity, reply_activity
+from skills.core.ports import Store
+from skills.core.types import Conversation, ConversationKind, Message, Reply, User
+
+log = logging.getLogger(__name__)
+
+REPLIES = "teams.replies"  # sent activity id -> the skill record it shows (for feedback)
+_KINDS = {
+    "personal": ConversationKind.PERSONAL,
+    "groupChat": ConversationKind.GROUP,
+    "channel": ConversationKind.CHANNEL,
+}
+
+
+def tenant_of(activity: Activity) -> str | None:
+    """Teams puts the tenant in channelData.tenant.id (botbuilder drops conversation.tenantId)."""
+    data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    tenant = data.get("tenant") if isinstance(data.get("tenant"), dict) else None
+    return str(tenant["id"]) if tenant and tenant.get("id") else None
+
+
+def to_message(activity: Activity) -> Message:
+    """The skills' view of an inbound message activity."""
+    text = TurnContext.remove_recipient_mention(activity) if activity.entities else (activity.text or "")
+    sender = activity.from_property
+    conversation = activity.conversation
+    value = activity.value if isinstance(activity.value, dict) else None
+    return Message(
+        id=activity.id or "",
+        text=(text or "").strip(),
+        user=User(
+            id=(sender.id if sender else "") or "",
+            name=(sender.name if sender else "") or "",
+            aad_object_id=getattr(sender, "aad_object_id", None),
+        ),
+        conversation=Conversation(
+            id=(conversation.id if conversation else "") or "",
+            kind=_KINDS.get(getattr(conversation, "conversation_type", None) or "personal", ConversationKind.PERSONAL),
+            tenant_id=tenant_of(activity),
+        ),
+        locale=activity.locale,
+        value=value,
+    )
+
+
+class TeamsTurn:
+    """Sends a skill's replies into the conversation the message came from."""
+
+    def __init__(self, context: TurnContext, store: Store, *, streaming: bool) -> None:
+        self.context = context
+        self.store = store
+        conversation_type = getattr(context.activity.conversation, "conversation_type", None) or "personal"
+        self._can_stream = streaming and conversation_type == "personal"
+
+    @property
+    def can_stream(self) -> bool:
+        return self._can_stream
+
+    async def send(self, reply: Reply) -> None:
+        await self.send_activity(reply_activity(reply), reply)
+
+    async def send_activity(self, activity: Activity, reply: Reply | None = None) -> str | None:
+        response = await self.context.send_activity(activity)
+        activity_id = response.id if response is not None else None
+        if activity_id and reply is not None and reply.record_id:
+            await self.store.put(REPLIES, activity_id, {"skill": reply.skill, "record_id": reply.record_id})
+        return activity_id
+
+    async def typing(self) -> None:
+        await self.context.send_activity(Activity(type=ActivityTypes.typing))
+
+    async def start_stream(self, informative: str) -> TeamsStream:
+        stream = TeamsStream(self)
+        await stream.start(informative)
+        return stream
+
+
+class TeamsStream:
+    """Teams streaming: an informative typing update, growing typing updates, then the final message."""
+
+    def __init__(self, turn: TeamsTurn) -> None:
+        self.turn = turn
+        self.stream_id: str | None = None
+        self.sequence = 0
+        self.finished = False
+
+    async def _typing(self, text: str, stream_type: str) -> str | None:
+        self.sequence += 1
+        entity = StreamInfoEntity(stream_type=stream_type, stream_id=self.stream_id, sequence=self.sequence)
+        activity = Activity(type=ActivityTypes.typing, text=text, entities=[entity])
+        response = await self.turn.context.send_activity(activity)
+        return response.id if response is not None else None
+
+    async def start(self, informative: str) -> None:
+        self.stream_id = await self._typing(informative, "informative")
+
+    async def update(self, text_so_far: str) -> None:
+        if self.stream_id and not self.finished:
+            await self._typing(text_so_far, "streaming")
+
+    async def finish(self, reply: Reply) -> None:
+        self.finished = True
+        extra: list[Any] = []
+        if self.stream_id:
+            extra.append(StreamInfoEntity(stream_type="final", stream_id=self.stream_id))
+        await self.turn.send_activity(reply_activity(reply, extra_entities=extra), reply)
+
+    async def abandon(self) -> None:
+        self.finished = True

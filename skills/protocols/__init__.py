@@ -1,0 +1,65 @@
+"""Protocol answers: the hospital's protocols, retrieved and cited, in Korean or English."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from skills.core.skill import Command, Context, Job, Skill
+from skills.protocols.assistant import AssistantOptions, ProtocolAssistant
+from skills.protocols.library import ProtocolLibrary
+
+log = logging.getLogger(__name__)
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def create_skill(context: Context, library: ProtocolLibrary, folder: Path) -> Skill:
+    """The protocol skill: `ask` and free text are questions; the folder is re-synced on a schedule."""
+    options = context.options
+    assistant = ProtocolAssistant(
+        library,
+        context.store,
+        context.clock,
+        context.llm,
+        AssistantOptions(answer_timeout_s=float(options.get("answer_timeout_s", 8.0))),
+    )
+
+    async def resync() -> None:
+        report = await library.sync(folder)
+        if report.changed or report.failed:
+            log.info(
+                "protocol library synced",
+                extra={
+                    "added": len(report.added),
+                    "updated": len(report.updated),
+                    "removed": len(report.removed),
+                    "failed": len(report.failed),
+                },
+            )
+
+    jobs = []
+    interval = int(options.get("resync_seconds", 900))
+    if interval > 0:
+        jobs.append(Job(id="protocols.resync", func=resync, interval_seconds=interval, misfire_grace_seconds=interval))
+    return Skill(
+        name="protocols",
+        description="Answers from the hospital's protocols, with numbered sources",
+        commands=[
+            Command(
+                name="ask",
+                aliases=("질문",),
+                usage="<question>",
+                description="Ask a protocol question (or just type it)",
+                description_ko="프로토콜 질문하기 (그냥 질문을 입력해도 됩니다)",
+                handler=assistant.respond,
+            ),
+        ],
+        fallback=assistant.respond,
+        on_feedback=assistant.on_feedback,
+        jobs=jobs,
+        startup=resync,
+    )
+
+
+__all__ = ["SAMPLES", "AssistantOptions", "ProtocolAssistant", "ProtocolLibrary", "create_skill"]
