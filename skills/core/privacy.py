@@ -18,6 +18,14 @@ _LONG_NUMBER = re.compile(r"(?<![\d.])\d{7,}(?![\d.])")  # bare 7+ digit numbers
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 
 
+PLACEHOLDER = re.compile(r"\[(?:RRN|MRN|EMAIL|PHONE|ID|NAME)\]")
+
+
+def without_identifiers(text: str, names: Iterable[str] = ()) -> str:
+    """The text with identifiers removed outright (for search queries, where a placeholder is noise)."""
+    return " ".join(PLACEHOLDER.sub(" ", mask_identifiers(text, names)).split())
+
+
 def mask_identifiers(text: str, names: Iterable[str] = ()) -> str:
     """Replace resident numbers, phone numbers, record numbers, e-mails and the given names with placeholders."""
     text = _RRN.sub("[RRN]", text)

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from skills.core.i18n import language_of
 from skills.core.ports import LLM, Clock, LLMError, Store, Stream, Turn
-from skills.core.privacy import mask_identifiers
+from skills.core.privacy import mask_identifiers, without_identifiers
 from skills.core.types import ChatTurn, Citation, Feedback, Message, Reply
 from skills.protocols.answer import (
     NOT_COVERED,
@@ -79,6 +79,7 @@ class ProtocolAssistant:
     async def retrieve(self, question: str, history: Sequence[ChatTurn] = ()) -> list[Hit]:
         """Covered hits for the question; a short follow-up borrows the previous question's words."""
         retriever = self.library.retriever
+        question = without_identifiers(question)  # record numbers and the like only dilute the search
         hits = await retriever.search(question, self.options.top_k)
         covered = [h for h in hits if retriever.is_covered(h)]
         if not covered and history:
