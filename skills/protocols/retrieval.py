@@ -189,7 +189,7 @@ class HybridRetriever:
             fused = self._fuse(lexical, dense)
         top = _top_k(fused, k)
         top = [i for i in top if fused[i] > 0 or dense is not None]
-        coverage = self.lexical.coverage(terms, top)
+        coverage = self.lexical.coverage(Counter(self.analyzer.key_terms(query)), top)
         return [
             Hit(
                 chunk=self.chunks[i],

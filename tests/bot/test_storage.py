@@ -1,0 +1,95 @@
+"""SqlStore on the embedded SQLite and on the PostgreSQL server this machine runs on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.storage import SqlStore
+
+POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_up() -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", 5432)) == 0
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    if request.param == "sqlite":
+        sql = SqlStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'nested' / 'w.db'}")
+    else:
+        if not postgres_up():
+            pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)")
+        sql = SqlStore.from_url(POSTGRES)
+    await sql.open()
+    yield sql
+    await sql.close()
+
+
+def ns() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"  # the PostgreSQL database is shared between runs
+
+
+async def test_records_round_trip(store: SqlStore) -> None:
+    space = ns()
+    await store.put(space, "a", {"x": 1, "ko": "한글"})
+    await store.put(space, "a", {"x": 2, "ko": "한글"})
+    assert await store.get(space, "a") == {"x": 2, "ko": "한글"}
+    assert await store.get(space, "missing") is None
+    assert await store.delete(space, "a") is True
+    assert await store.delete(space, "a") is False
+
+
+async def test_prefix_scan_treats_like_wildcards_literally(store: SqlStore) -> None:
+    space = ns()
+    await store.put_many(space, [("a_1", {"n": 1}), ("ab", {"n": 2}), ("a%", {"n": 3}), ("b", {"n": 4})])
+    assert [k for k, _ in await store.scan(space, "a_")] == ["a_1"]
+    assert [k for k, _ in await store.scan(space, "a%")] == ["a%"]
+    assert [k for k, _ in await store.scan(space)] == ["a%", "a_1", "ab", "b"]
+
+
+async def test_replace_prefix_is_atomic(store: SqlStore) -> None:
+    space = ns()
+    await store.put_many(space, [("doc#1", {"v": 1}), ("doc#2", {"v": 2}), ("other#1", {"v": 3})])
+    with pytest.raises(Exception):  # noqa: B017 - a duplicate key makes the insert fail inside the transaction
+        await store.replace_prefix(space, "doc#", [("doc#9", {"v": 9}), ("doc#9", {"v": 9})])
+    assert [k for k, _ in await store.scan(space)] == ["doc#1", "doc#2", "other#1"]  # nothing was deleted
+    await store.replace_prefix(space, "doc#", [("doc#3", {"v": 3})])
+    assert [k for k, _ in await store.scan(space)] == ["doc#3", "other#1"]
+
+
+async def test_streams_are_append_only_and_ordered(store: SqlStore) -> None:
+    stream = ns()
+    ids = [await store.append(stream, {"n": n}) for n in range(5)]
+    assert ids == sorted(ids)
+    events = await store.read(stream)
+    assert [e["n"] for _, e in events] == [0, 1, 2, 3, 4]
+    assert [e["n"] for _, e in await store.read(stream, after=ids[2])] == [3, 4]
+    assert len(await store.read(stream, limit=2)) == 2
+
+
+async def test_concurrent_writers(store: SqlStore) -> None:
+    stream = ns()
+    await asyncio.gather(*(store.append(stream, {"n": n}) for n in range(40)))
+    assert sorted(e["n"] for _, e in await store.read(stream)) == list(range(40))
+
+
+async def test_data_survives_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
+    first = SqlStore.from_url(url)
+    await first.open()
+    await first.put("ns", "k", {"kept": True})
+    await first.close()
+    second = SqlStore.from_url(url)
+    await second.open()
+    assert await second.get("ns", "k") == {"kept": True}
+    assert await second.ping()
+    await second.close()
