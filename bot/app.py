@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -22,10 +23,22 @@ READY = web.AppKey("ready", asyncio.Event)
 ENDPOINT = web.AppKey("endpoint", TeamsEndpoint)
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The whole bot as one aiohttp app; nothing starts until the app runs."""
+class _Box:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+CREDENTIALS = web.AppKey("credentials", _Box)
+
+
+def create_app(settings: Settings, *, credentials: Any = None) -> web.Application:
+    """The whole bot as one aiohttp app; nothing starts until the app runs.
+
+    `credentials` replaces the outbound Bot Framework credentials factory (tests, or a custom token source).
+    """
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
+    app[CREDENTIALS] = _Box(credentials)
     app[READY] = asyncio.Event()
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_post("/api/messages", _messages)
@@ -39,7 +52,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services = await build_services(settings)
     app[SERVICES] = services
     await services.library.load()  # serve what the store already holds while the folder is re-read
-    app[ENDPOINT] = TeamsEndpoint(settings, services.router, services.store)
+    app[ENDPOINT] = TeamsEndpoint(settings, services.router, services.store, app[CREDENTIALS].value)
     scheduler = JobScheduler(settings.timezone)
     scheduler.add_skills(services.skills)
 

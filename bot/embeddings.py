@@ -50,7 +50,7 @@ class LocalEmbedder:
                 import transformers
                 from sentence_transformers import SentenceTransformer
 
-                transformers.logging.disable_progress_bar()  # no bars in service logs
+                transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no bars in logs
 
                 if self._threads:
                     torch.set_num_threads(self._threads)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from http import HTTPStatus
@@ -66,7 +67,9 @@ class StrictAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]
 
     async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
         try:
-            return await self.inner.authenticate_request(activity, auth_header)
+            # botframework fetches OpenID metadata and signing keys with blocking `requests` calls (no timeout):
+            # validate on a worker thread with its own loop so a slow fetch never stalls other conversations.
+            return await asyncio.to_thread(asyncio.run, self.inner.authenticate_request(activity, auth_header))
         except PermissionError:
             raise
         except Exception as exc:  # expired, unsigned, unknown kid, garbage: all are "not authenticated"

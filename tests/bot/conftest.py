@@ -57,7 +57,7 @@ class RunningBot:
 BotFactory = Callable[..., Awaitable[RunningBot]]
 
 
-def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
+def bot_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Embedded defaults in a temp folder: SQLite, bundled samples, lexical retrieval, no Azure."""
     base = Settings().replace(
         data_dir=tmp_path / "var",
@@ -74,7 +74,7 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[BotFactory]:
     sessions: list[aiohttp.ClientSession] = []
 
     async def start(**overrides: Any) -> RunningBot:
-        settings = test_settings(tmp_path, **overrides)
+        settings = bot_settings(tmp_path, **overrides)
         app = create_app(settings)
         runner, url = await serve(app)
         runners.append(runner)
