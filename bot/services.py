@@ -67,7 +67,11 @@ async def build_services(settings: Settings) -> Services:
         clock=SystemClock(),
         llm=llm,
         embedder=embedder,
-        options={"answer_timeout_s": settings.answer_timeout_s, "resync_seconds": settings.resync_seconds},
+        options={
+            "answer_timeout_s": settings.answer_timeout_s,
+            "resync_seconds": settings.resync_seconds,
+            "stream_interval_s": settings.stream_interval_s,
+        },
     )
     skills = [protocols.create_skill(context, library, folder)]
     log.info(

@@ -72,6 +72,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("WARDLINE_LLM_REQUEST_TIMEOUT_S", "llm_request_timeout_s", "6", "Timeout of one Azure OpenAI request."),
     Option("WARDLINE_LLM_MAX_ATTEMPTS", "llm_max_attempts", "3", "Attempts per Azure OpenAI call (429/5xx/timeouts)."),
     Option("WARDLINE_STREAMING", "streaming", "true", "Stream generated answers in 1:1 chats."),
+    Option("WARDLINE_STREAM_INTERVAL_S", "stream_interval_s", "1.2", "Seconds between streaming updates (Teams: 1-2)."),
     Option("WARDLINE_TIMEZONE", "timezone", "Asia/Seoul", "Timezone for schedules and displayed times."),
     Option("WARDLINE_LOG_LEVEL", "log_level", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     Option("WARDLINE_LOG_FORMAT", "log_format", "text", "text for people, json for log collectors."),
@@ -117,6 +118,7 @@ class Settings:
     llm_request_timeout_s: float = 6.0
     llm_max_attempts: int = 3
     streaming: bool = True
+    stream_interval_s: float = 1.2
     timezone: str = "Asia/Seoul"
     log_level: str = "INFO"
     log_format: str = "text"
@@ -221,6 +223,7 @@ class Settings:
             llm_request_timeout_s=number("llm_request_timeout_s", float, 0.5, 120),
             llm_max_attempts=number("llm_max_attempts", int, 1, 10),
             streaming=flag("streaming"),
+            stream_interval_s=number("stream_interval_s", float, 0, 5),
             timezone=raw["timezone"],
             log_level=choice("log_level", ("debug", "info", "warning", "error")).upper(),
             log_format=choice("log_format", ("text", "json")),

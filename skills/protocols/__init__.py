@@ -22,7 +22,10 @@ def create_skill(context: Context, library: ProtocolLibrary, folder: Path) -> Sk
         context.store,
         context.clock,
         context.llm,
-        AssistantOptions(answer_timeout_s=float(options.get("answer_timeout_s", 8.0))),
+        AssistantOptions(
+            answer_timeout_s=float(options.get("answer_timeout_s", 8.0)),
+            stream_interval_s=float(options.get("stream_interval_s", 1.2)),
+        ),
     )
 
     async def resync() -> None:

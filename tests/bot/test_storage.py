@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from bot.storage import SqlStore
 
@@ -59,7 +60,7 @@ async def test_prefix_scan_treats_like_wildcards_literally(store: SqlStore) -> N
 async def test_replace_prefix_is_atomic(store: SqlStore) -> None:
     space = ns()
     await store.put_many(space, [("doc#1", {"v": 1}), ("doc#2", {"v": 2}), ("other#1", {"v": 3})])
-    with pytest.raises(Exception):  # noqa: B017 - a duplicate key makes the insert fail inside the transaction
+    with pytest.raises(IntegrityError):  # a duplicate key makes the insert fail inside the transaction
         await store.replace_prefix(space, "doc#", [("doc#9", {"v": 9}), ("doc#9", {"v": 9})])
     assert [k for k, _ in await store.scan(space)] == ["doc#1", "doc#2", "other#1"]  # nothing was deleted
     await store.replace_prefix(space, "doc#", [("doc#3", {"v": 3})])
