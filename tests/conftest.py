@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["tests.fakes.azure_openai"]  # the fake_azure_openai fixture
+
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 

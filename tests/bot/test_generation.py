@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
 from typing import Any
 
 from tests.bot.conftest import BotFactory, RunningBot
-from tests.fakes.azure_openai import Fail, FakeAzureOpenAI, Ok, fake_azure_openai  # noqa: F401 - the fixture
+from tests.fakes.azure_openai import Fail, FakeAzureOpenAI, Ok
 from tests.fakes.teams import FakeConnector, teams_message
 
 QUESTION = "What MAP do we target in septic shock?"
@@ -80,7 +81,7 @@ async def test_streamed_answer_in_personal_chat(
     sequences = [t.entity("streaminfo")["streamSequence"] for t in updates]  # type: ignore[index]
     assert sequences == sorted(sequences) and sequences[0] == 2
     assert all(t.entity("streaminfo")["streamId"] == stream_id for t in updates)  # type: ignore[index]
-    assert all(len(b.text) >= len(a.text) for a, b in zip(updates, updates[1:]))  # the whole text so far each time
+    assert all(len(b.text) >= len(a.text) for a, b in itertools.pairwise(updates))  # the whole text so far each time
     final = connector.messages()[-1]
     info = final.entity("streaminfo")
     assert info == {"type": "streaminfo", "streamId": stream_id, "streamType": "final"}
