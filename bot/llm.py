@@ -138,7 +138,7 @@ class AzureOpenAIClient:
                     return await make(timeout)
         except LLMError:
             raise
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, ValueError) as exc:  # openai raises ValueError on some malformed bodies
             status = getattr(exc, "status_code", None)
             log.warning("azure openai call failed", extra={"call": what, "error": type(exc).__name__, "status": status})
             raise LLMError(f"{what} failed: {type(exc).__name__}{f' {status}' if status else ''}") from exc
@@ -168,7 +168,10 @@ class AzureChat:
                 temperature=0.0,
                 timeout=seconds,
             )
-            content = response.choices[0].message.content if response.choices else None
+            choice = response.choices[0] if response.choices else None
+            if choice is not None and choice.finish_reason == "content_filter":
+                raise LLMError("completion cut short by the content filter")
+            content = choice.message.content if choice is not None else None
             if not content:
                 raise LLMError("empty completion (possibly filtered)")
             return content
@@ -195,6 +198,9 @@ class AzureChat:
                 for choice in chunk.choices:
                     if choice.delta and choice.delta.content:
                         yield choice.delta.content
+                    if choice.finish_reason == "content_filter":
+                        # What was shown so far is incomplete; the caller replaces it with a quoted answer.
+                        raise LLMError("stream cut short by the content filter")
         except openai.OpenAIError as exc:
             raise LLMError(f"chat stream broke: {type(exc).__name__}") from exc
         finally:
@@ -229,6 +235,8 @@ class AzureEmbedder:
                     model=self.deployment, input=batch, timeout=seconds
                 )
                 ordered = sorted(response.data, key=lambda d: d.index)
+                if len(ordered) != len(batch):
+                    raise LLMError(f"embeddings: {len(ordered)} vectors for {len(batch)} texts")
                 return [list(d.embedding) for d in ordered]
 
             vectors.extend(await self.azure._call(make, budget, "embeddings"))

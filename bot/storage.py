@@ -77,6 +77,7 @@ class SqlStore:
                 cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
                 cursor.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process in WAL mode
                 cursor.execute("PRAGMA busy_timeout=5000")
+                cursor.execute("PRAGMA case_sensitive_like=ON")  # prefixes match as in PostgreSQL
                 cursor.close()
 
         return cls(engine)

@@ -71,7 +71,9 @@ def load_document(path: Path, source: str) -> Document | None:
                 return None
             meta, body = split_front_matter(text)
             if suffix == ".txt":
-                sections = _plain_sections(body)
+                title_line, sections = _plain_sections(body)
+                if title_line:
+                    meta.setdefault("title", title_line)
             elif suffix in (".html", ".htm"):
                 sections, html_meta = _html_sections(body)
                 meta = {**html_meta, **meta}
@@ -161,7 +163,8 @@ def _clean_markdown(text: str) -> str:
     return text.strip()
 
 
-_NUMBERED_HEADING = re.compile(r"^(\d+(?:\.\d+)*)\.?\s+(\S.{0,80})$")
+# "2.1 Braden scale", "3. 목적": at most two digits per level, then a capital or non-Latin letter (not "500 mL ...").
+_NUMBERED_HEADING = re.compile(r"^(\d{1,2}(?:\.\d{1,2})*)\.?\s+([^\W\d_a-z].{0,80})$")
 
 
 def _heading_level(line: str) -> tuple[int, str] | None:
@@ -176,34 +179,41 @@ def _heading_level(line: str) -> tuple[int, str] | None:
     return None
 
 
-def _plain_sections(body: str) -> list[Section]:
+def _plain_sections(body: str) -> tuple[str, list[Section]]:
+    """Sections of plain text, and its title line: the first unnumbered heading before any text."""
     sections: list[Section] = []
     path: list[str] = []
     buffer: list[str] = []
+    title = ""
 
     def flush() -> None:
         text = "\n".join(buffer).strip()
         if text:
-            sections.append(Section(tuple(path), text))
+            sections.append(Section(tuple(p for p in path if p), text))
         buffer.clear()
 
     for line in body.splitlines():
         heading = _heading_level(line)
-        if heading:
-            flush()
-            level, title = heading
-            del path[level - 1 :]
-            path.extend([""] * (level - 1 - len(path)))
-            path.append(title)
-        else:
+        if heading is None:
             buffer.append(line)
+            continue
+        level, text = heading
+        if not title and not sections and not path and not "".join(buffer).strip():
+            if not _NUMBERED_HEADING.match(line.strip()):
+                title = text
+                continue
+        flush()
+        del path[level - 2 :]
+        path.extend([""] * (level - 2 - len(path)))
+        path.append(text)
     flush()
-    return [Section(tuple(p for p in s.path if p), s.text) for s in sections]
+    return title, sections
 
 
 class _HtmlSectioner(HTMLParser):
     _SKIP = frozenset({"script", "style", "head", "nav", "footer", "template"})
-    _BLOCK = frozenset({"p", "li", "tr", "div", "br", "section", "article", "td", "th", "dd", "dt", "blockquote"})
+    _BLOCK = frozenset({"p", "li", "tr", "div", "br", "section", "article", "dd", "dt", "blockquote"})
+    _CELL = frozenset({"td", "th"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -239,8 +249,8 @@ class _HtmlSectioner(HTMLParser):
             self._buffer.append("\n")
             if tag == "li":
                 self._buffer.append("- ")
-            if tag in ("td", "th"):
-                self._buffer.append(" | ")
+        elif tag in self._CELL:
+            self._buffer.append(" | ")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "title":
@@ -308,8 +318,10 @@ def _pdf(data: bytes, source: str) -> tuple[dict[str, str], list[Section]]:
     text = "\n".join(pages)
     front, body = split_front_matter(text)
     meta = {**meta, **front}
-    sections = _plain_sections(body)
-    if not sections and text.strip():
+    title_line, sections = _plain_sections(body)
+    if title_line:
+        meta.setdefault("title", title_line)
+    if not any(s.path for s in sections):  # no headings found: cite by page instead
         sections = [Section((f"Page {i + 1}",), p) for i, p in enumerate(pages) if p.strip()]
     return meta, sections
 
@@ -380,8 +392,12 @@ def _docx_blocks(document: Any) -> Iterator[tuple[str, str]]:
                 yield "", " | ".join(cell.text.strip() for cell in row.cells)
 
 
+_PAGE = re.compile(r"Page \d+")
+
+
 def _first_heading(sections: list[Section]) -> str:
-    return sections[0].path[0] if sections and sections[0].path else ""
+    heading = sections[0].path[0] if sections and sections[0].path else ""
+    return "" if _PAGE.fullmatch(heading) else heading  # "Page 1" names a place, not the document
 
 
 def _drop_leading_title(section: Section, title: str) -> Section:

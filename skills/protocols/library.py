@@ -83,6 +83,9 @@ class ProtocolLibrary:
         """Ingest new and changed files, drop vanished ones, then rebuild the retriever."""
         async with self._lock:
             report = SyncReport()
+            if not await asyncio.to_thread(folder.is_dir):
+                # An unmounted share must not look like an empty library: keep serving what we have.
+                raise FileNotFoundError(f"protocol folder {folder} is not there; the library was left as it was")
             known = dict(await self.store.scan(DOCS))
             files = list(iter_protocol_files(folder))
             seen: set[str] = set()
@@ -93,9 +96,7 @@ class ProtocolLibrary:
                 if progress:
                     progress(source, done, len(files))
             for source in sorted(set(known) - seen):
-                await self.store.replace_prefix(CHUNKS, f"{source}#", [])
-                await self.store.replace_prefix(VECTORS, f"{source}#", [])
-                await self.store.delete(DOCS, source)
+                await self._remove(source)
                 report.removed.append(source)
             report.embedded = await self._embed_missing()
             await self._reload()
@@ -119,7 +120,10 @@ class ProtocolLibrary:
             report.failed[source] = str(exc)
             log.warning("protocol not ingested", extra={"source": source, "reason": str(exc)})
             return
-        if document is None:
+        if document is None:  # marked not-a-protocol: withdraw an earlier version
+            if previous is not None:
+                await self._remove(source)
+                report.removed.append(source)
             return
         chunks = chunk_document(document)
         await self.store.replace_prefix(CHUNKS, f"{source}#", [(c.key, c.to_record()) for c in chunks])
@@ -130,6 +134,11 @@ class ProtocolLibrary:
             {"hash": digest, "title": document.title, "meta": document.meta, "chunks": len(chunks)},
         )
         (report.updated if previous is not None else report.added).append(source)
+
+    async def _remove(self, source: str) -> None:
+        await self.store.replace_prefix(CHUNKS, f"{source}#", [])
+        await self.store.replace_prefix(VECTORS, f"{source}#", [])
+        await self.store.delete(DOCS, source)
 
     async def _embed_missing(self, progress: Progress | None = None) -> int:
         """Compute vectors for chunks that have none from the current embedder."""
