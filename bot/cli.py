@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", type=Path, help="also write the top 10 per query as a TREC run file")
     evaluate.set_defaults(func=_eval)
 
+    manifest = commands.add_parser("manifest", help="the Teams app package")
+    manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True)
+    build = manifest_commands.add_parser("build", help="write the zip Teams accepts for sideloading")
+    build.add_argument("--out", type=Path, help="zip to write (default: WARDLINE_DATA_DIR/wardline-teams-app.zip)")
+    build.set_defaults(func=_manifest_build)
+
     config = commands.add_parser("config", help="print the configuration reference (Markdown)")
     config.set_defaults(func=_config)
     return parser
@@ -235,6 +241,29 @@ async def _eval_async(args: argparse.Namespace, settings: Settings) -> int:
             f"latency p50 {metrics.latency_p50_ms:.2f} ms  p95 {metrics.latency_p95_ms:.2f} ms; "
             f"index built in {build_seconds:.2f} s"
         )
+    return 0
+
+
+def _manifest_build(args: argparse.Namespace, settings: Settings) -> int:
+    from importlib.metadata import version
+
+    from bot.manifest import DEFAULT_HOST_NAME, build_manifest, write_package
+
+    if not settings.app_id:
+        print("wardline manifest build: set MicrosoftAppId (the bot's app registration id) first", file=sys.stderr)
+        return 2
+    try:
+        manifest = build_manifest(
+            app_id=settings.app_id,
+            teams_app_id=settings.teams_app_id or None,
+            host_name=settings.public_hostname or DEFAULT_HOST_NAME,
+            version=version("wardline"),
+        )
+    except ValueError as exc:
+        print(f"wardline manifest build: {exc}", file=sys.stderr)
+        return 2
+    out = write_package(manifest, args.out or settings.data_dir / "wardline-teams-app.zip")
+    print(f"wrote {out} (Teams app id {manifest['id']}, bot {settings.app_id}, host {manifest['validDomains'][0]})")
     return 0
 
 

@@ -71,6 +71,7 @@ async def build_services(settings: Settings) -> Services:
             "answer_timeout_s": settings.answer_timeout_s,
             "resync_seconds": settings.resync_seconds,
             "stream_interval_s": settings.stream_interval_s,
+            "documents_base_url": settings.protocols_base_url,
         },
     )
     skills = [protocols.create_skill(context, library, folder)]

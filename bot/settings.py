@@ -66,6 +66,12 @@ OPTIONS: tuple[Option, ...] = (
         secret=True,
     ),
     Option("WARDLINE_PROTOCOLS_DIR", "protocols_dir", "", "Folder of protocol documents. Empty: the bundled samples."),
+    Option(
+        "WARDLINE_PROTOCOLS_BASE_URL",
+        "protocols_base_url",
+        "",
+        "Where staff open the documents (intranet, SharePoint): citations link to this URL + the file's path.",
+    ),
     Option("WARDLINE_EMBEDDINGS", "embeddings", "auto", "auto, azure, local or none (lexical retrieval only)."),
     Option("WARDLINE_RESYNC_SECONDS", "resync_seconds", "900", "How often the protocol folder is re-read; 0: never."),
     Option("WARDLINE_ANSWER_TIMEOUT_S", "answer_timeout_s", "8", "Time budget for generating one answer, seconds."),
@@ -112,6 +118,7 @@ class Settings:
     data_dir: Path = Path("var")
     database_url: str = ""
     protocols_dir: Path | None = None
+    protocols_base_url: str = ""
     embeddings: str = "auto"
     resync_seconds: int = 900
     answer_timeout_s: float = 8.0
@@ -196,6 +203,11 @@ class Settings:
         if endpoint and not endpoint.startswith(("https://", "http://")):
             raise SettingsError("AZURE_OPENAI_ENDPOINT must be a URL such as https://NAME.openai.azure.com")
         embeddings = choice("embeddings", ("auto", "azure", "local", "none"))
+        base_url = raw["protocols_base_url"]
+        if base_url and not base_url.startswith("https://"):
+            raise SettingsError("WARDLINE_PROTOCOLS_BASE_URL must be an https:// URL (Teams opens citation links)")
+        if base_url and not base_url.endswith("/"):
+            base_url += "/"
         if embeddings == "azure" and not (endpoint and raw["openai_embedding_deployment"]):
             raise SettingsError("WARDLINE_EMBEDDINGS=azure needs AZURE_OPENAI_ENDPOINT and an embedding deployment")
         return cls(
@@ -217,6 +229,7 @@ class Settings:
             data_dir=Path(raw["data_dir"]),
             database_url=raw["database_url"],
             protocols_dir=Path(raw["protocols_dir"]) if raw["protocols_dir"] else None,
+            protocols_base_url=base_url,
             embeddings=embeddings,
             resync_seconds=number("resync_seconds", int, 0, 7 * 24 * 3600),
             answer_timeout_s=number("answer_timeout_s", float, 1, 60),

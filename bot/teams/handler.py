@@ -9,7 +9,7 @@ from typing import Any
 from botbuilder.core import Bot, InvokeResponse, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
-from bot.teams.turn import REPLIES, TeamsTurn, tenant_of, to_message
+from bot.teams.turn import LATEST_REPLY, REPLIES, TeamsTurn, tenant_of, to_message
 from skills.core.i18n import is_korean
 from skills.core.ports import Store
 from skills.core.router import Router
@@ -88,7 +88,12 @@ class WardlineBot(Bot):  # type: ignore[misc]
             log.warning("feedback without a like/dislike reaction ignored")
             return
         feedback_text = _feedback_text(action.get("feedback"))
-        sent = await self.store.get(REPLIES, activity.reply_to_id or "")
+        if activity.reply_to_id:
+            sent = await self.store.get(REPLIES, activity.reply_to_id)
+        else:
+            # Teams always says which message was rated; some clients (Agents Playground) do not. Then the vote
+            # can only be about the newest rated answer in this conversation, and it is stored as such.
+            sent = await self.store.get(LATEST_REPLY, activity.conversation.id)
         if sent is None:
             log.warning("feedback for a message this bot has no record of")
             return

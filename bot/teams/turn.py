@@ -15,6 +15,7 @@ from skills.core.types import Conversation, ConversationKind, Message, Reply, Us
 log = logging.getLogger(__name__)
 
 REPLIES = "teams.replies"  # sent activity id -> the skill record it shows (for feedback)
+LATEST_REPLY = "teams.latest_reply"  # conversation id -> the newest such record (clients that omit replyToId)
 _KINDS = {
     "personal": ConversationKind.PERSONAL,
     "groupChat": ConversationKind.GROUP,
@@ -72,8 +73,13 @@ class TeamsTurn:
     async def send_activity(self, activity: Activity, reply: Reply | None = None) -> str | None:
         response = await self.context.send_activity(activity)
         activity_id = response.id if response is not None else None
-        if activity_id and reply is not None and reply.record_id:
-            await self.store.put(REPLIES, activity_id, {"skill": reply.skill, "record_id": reply.record_id})
+        if reply is not None and reply.record_id:
+            record = {"skill": reply.skill, "record_id": reply.record_id}
+            if activity_id:
+                await self.store.put(REPLIES, activity_id, record)
+            conversation = self.context.activity.conversation
+            if conversation is not None and conversation.id:
+                await self.store.put(LATEST_REPLY, conversation.id, {**record, "activity_id": activity_id})
         return activity_id
 
     async def typing(self) -> None:

@@ -25,6 +25,7 @@ def create_skill(context: Context, library: ProtocolLibrary, folder: Path) -> Sk
         AssistantOptions(
             answer_timeout_s=float(options.get("answer_timeout_s", 8.0)),
             stream_interval_s=float(options.get("stream_interval_s", 1.2)),
+            documents_base_url=str(options.get("documents_base_url", "")),
         ),
     )
 

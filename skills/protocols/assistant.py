@@ -7,7 +7,8 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from urllib.parse import quote
 from datetime import timedelta
 
 from skills.core.i18n import language_of
@@ -43,6 +44,7 @@ class AssistantOptions:
     history_minutes: int = 30
     answer_timeout_s: float = 8.0  # keeps a Teams turn under ~10 s, retrieval included
     stream_interval_s: float = 1.2  # Teams asks for about one streaming update every 1-2 s
+    documents_base_url: str = ""  # citations link to base + document path when set
 
 
 @dataclass(slots=True)
@@ -180,11 +182,17 @@ class ProtocolAssistant:
             log.warning("model answer carried no valid citation; answering with extracts")
             return None
         body, citations = finished
-        return Answer(body, citations, "generated", hits)
+        return Answer(body, self._linked(citations), "generated", hits)
 
     def _extractive(self, question: str, hits: list[Hit], language: str) -> Answer:
         text, citations = extractive_answer(question, hits, self.library.analyzer, language)
-        return Answer(text, citations, "extractive", hits)
+        return Answer(text, self._linked(citations), "extractive", hits)
+
+    def _linked(self, citations: list[Citation]) -> list[Citation]:
+        base = self.options.documents_base_url
+        if not base:
+            return citations
+        return [replace(c, url=base + quote(c.source)) for c in citations]
 
     async def _not_covered(self, question: str, language: str) -> Answer:
         closest = await self.library.retriever.search(question, 10)

@@ -89,7 +89,9 @@ def test_eval_on_a_folder_of_protocols(capsys: pytest.CaptureFixture[str]) -> No
 def test_eval_reports_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     broken = tmp_path / "queries.jsonl"
     broken.write_text('{"_id": "q1", "text": "ok"}\n{not json\n')
-    code = main(["eval", "--corpus", str(TINY / "corpus.jsonl"), "--queries", str(broken), "--qrels", str(TINY / "qrels.tsv")])
+    code = main(
+        ["eval", "--corpus", str(TINY / "corpus.jsonl"), "--queries", str(broken), "--qrels", str(TINY / "qrels.tsv")]
+    )
     assert code == 2
     assert "queries.jsonl:2: not JSON" in capsys.readouterr().err
 

@@ -169,3 +169,18 @@ async def test_turn_error_sends_an_apology_without_internals(bot: RunningBot, co
     text = connector.messages()[-1].text
     assert "Sorry, something went wrong" in text
     assert "hunter2" not in text and "RuntimeError" not in text
+
+
+async def test_feedback_without_reply_to_id_rates_the_newest_answer(bot: RunningBot, connector: FakeConnector) -> None:
+    from bot.app import SERVICES
+
+    await ask(bot, connector, "What MAP do we target in septic shock?")
+    await ask(bot, connector, "How often should central line dressings be changed?")
+    invoke = feedback_invoke("ignored", "like", connector.url)
+    del invoke["replyToId"]
+    invoke["value"]["actionValue"]["feedback"] = "clear answer"  # plain text, as Agents Playground sends it
+    status, body = await bot.post(invoke)
+    assert (status, body) == (200, b"")
+    votes = await bot.app[SERVICES].store.read(FEEDBACK_STREAM)
+    assert votes[-1][1]["question"] == "How often should central line dressings be changed?"
+    assert votes[-1][1]["comment"] == "clear answer"

@@ -214,3 +214,10 @@ async def test_empty_library_says_it_is_loading() -> None:
     assistant = make(ProtocolLibrary(MemoryStore()))
     answer = await assistant.answer("What MAP do we target in septic shock?")
     assert answer.mode == "not_ready" and "still loading" in answer.text
+
+
+async def test_citations_link_to_the_hospital_copy(library: ProtocolLibrary) -> None:
+    assistant = make(library)
+    assistant.options = AssistantOptions(documents_base_url="https://intranet.example/protocols/")
+    answer = await assistant.answer("What MAP do we target in septic shock?")
+    assert answer.citations[0].url == "https://intranet.example/protocols/sepsis.md"
