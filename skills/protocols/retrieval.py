@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from skills.protocols.analysis import Analyzer
 from skills.protocols.chunking import Chunk
 
 FloatArray = npt.NDArray[np.float32]
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")  # only Korean questions have key terms that differ from index terms
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,19 +101,17 @@ class LexicalIndex:
         counts = np.fromiter((c for _, c in known), dtype=np.float32)
         return np.asarray(self.weights[:, ids] @ counts, dtype=np.float32).ravel()
 
-    def coverage(self, terms: Counter[str], rows: Sequence[int]) -> list[float]:
-        """For each row, the IDF-weighted share of query terms it contains (unknown terms count as rare)."""
-        if not terms:
-            return [0.0 for _ in rows]
+    def coverage(self, terms: Counter[str]) -> FloatArray:
+        """For every document, the IDF-weighted share of the query terms it contains (unknown terms count as rare)."""
+        if not terms or self.size == 0:
+            return np.zeros(self.size, dtype=np.float32)
         max_idf = math.log1p((self.size + 0.5) / 0.5)
-        known = {t: self.vocabulary[t] for t in terms if t in self.vocabulary}
-        total = sum(float(self.idf[known[t]]) if t in known else max_idf for t in terms)
-        if not known or total <= 0:
-            return [0.0 for _ in rows]
-        ids = list(known.values())
-        present = self.weights[np.asarray(rows, dtype=np.int32)][:, ids].toarray() > 0
-        idf = self.idf[ids]
-        return [float((present[i] * idf).sum() / total) for i in range(len(rows))]
+        ids = [self.vocabulary[t] for t in terms if t in self.vocabulary]
+        total = sum(float(self.idf[self.vocabulary[t]]) if t in self.vocabulary else max_idf for t in terms)
+        if not ids or total <= 0:
+            return np.zeros(self.size, dtype=np.float32)
+        present = self.weights[:, ids] > 0  # column slices of a CSC matrix are cheap
+        return np.asarray(present @ self.idf[ids], dtype=np.float32).ravel() / np.float32(total)
 
 
 class DenseIndex:
@@ -189,7 +189,9 @@ class HybridRetriever:
             fused = self._fuse(lexical, dense)
         top = _top_k(fused, k)
         top = [i for i in top if fused[i] > 0 or dense is not None]
-        coverage = self.lexical.coverage(Counter(self.analyzer.key_terms(query)), top)
+        key_terms = Counter(self.analyzer.key_terms(query)) if _HANGUL.search(query) else terms
+        coverage_all = self.lexical.coverage(key_terms)
+        coverage = [float(coverage_all[i]) for i in top]
         return [
             Hit(
                 chunk=self.chunks[i],
