@@ -6,7 +6,7 @@ EXTRAS ?= dev,local,postgres
 comma := ,
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)-$(subst $(comma),_,$(EXTRAS))
 
-.PHONY: setup run test test-fast e2e-deps lint format bench clean
+.PHONY: setup run test test-fast e2e e2e-deps lint format bench manifest clean
 
 setup: $(STAMP)
 
@@ -26,8 +26,14 @@ e2e-deps:
 test: $(STAMP) e2e-deps
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e and not local"
+test-fast: $(STAMP) e2e-deps
+	$(BIN)/python -m pytest -m "not e2e"
+
+e2e: $(STAMP) e2e-deps
+	$(BIN)/python -m pytest -m e2e
+
+manifest: $(STAMP)
+	$(BIN)/wardline manifest build
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

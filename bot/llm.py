@@ -14,7 +14,7 @@ import openai
 from openai import AsyncAzureOpenAI
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from skills.core.ports import ChatMessage, LLMError
 
 log = logging.getLogger(__name__)
@@ -27,13 +27,19 @@ _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 class EntraTokenProvider:
     """Client-credential tokens for Azure OpenAI from msal, fetched off the event loop, one refresh at a time."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, http_client: Any = None, instance_discovery: bool | None = None) -> None:
         if not (settings.azure_tenant_id and settings.azure_client_id and settings.azure_client_secret):
-            raise LLMError("Azure OpenAI needs AZURE_OPENAI_API_KEY or AZURE_TENANT_ID/CLIENT_ID/CLIENT_SECRET")
+            raise SettingsError("Azure OpenAI needs AZURE_OPENAI_API_KEY or AZURE_TENANT_ID/CLIENT_ID/CLIENT_SECRET")
+        options: dict[str, Any] = {}
+        if http_client is not None:
+            options["http_client"] = http_client
+        if instance_discovery is not None:
+            options["instance_discovery"] = instance_discovery
         self._app = msal.ConfidentialClientApplication(
             settings.azure_client_id,
             client_credential=settings.azure_client_secret,
             authority=f"{settings.azure_authority_host}/{settings.azure_tenant_id}",
+            **options,
         )
         self._lock = asyncio.Lock()
 

@@ -8,8 +8,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
-from urllib.parse import quote
 from datetime import timedelta
+from urllib.parse import quote
 
 from skills.core.i18n import language_of
 from skills.core.ports import LLM, Clock, LLMError, Store, Stream, Turn

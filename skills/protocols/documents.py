@@ -198,10 +198,10 @@ def _plain_sections(body: str) -> tuple[str, list[Section]]:
             buffer.append(line)
             continue
         level, text = heading
-        if not title and not sections and not path and not "".join(buffer).strip():
-            if not _NUMBERED_HEADING.match(line.strip()):
-                title = text
-                continue
+        first_line_of_text = not title and not sections and not path and not "".join(buffer).strip()
+        if first_line_of_text and not _NUMBERED_HEADING.match(line.strip()):
+            title = text
+            continue
         flush()
         del path[level - 2 :]
         path.extend([""] * (level - 2 - len(path)))

@@ -76,7 +76,9 @@ async def test_help_lists_the_commands(playground_page: PlaygroundPage) -> None:
     await page.screenshot("wardline-01-help")
 
 
-async def test_english_question_citation_and_feedback(playground_page: PlaygroundPage, wardline: RunningWardline) -> None:
+async def test_english_question_citation_and_feedback(
+    playground_page: PlaygroundPage, wardline: RunningWardline
+) -> None:
     page = playground_page
     await page.send("What MAP do we target in septic shock?")
     reply = await page.wait_for_bot_reply(containing="65 mmHg", timeout=20)
@@ -92,7 +94,9 @@ async def test_english_question_citation_and_feedback(playground_page: Playgroun
 
     store = wardline.app[SERVICES].store
     before = len(await store.read(FEEDBACK_STREAM))
-    await reply.click_feedback("dislike", text="Please show the vasopressor dose too", screenshot="wardline-04-feedback")
+    await reply.click_feedback(
+        "dislike", text="Please show the vasopressor dose too", screenshot="wardline-04-feedback"
+    )
     for _ in range(100):
         votes = await store.read(FEEDBACK_STREAM)
         if len(votes) > before:
