@@ -33,6 +33,7 @@ async def connector() -> AsyncIterator[FakeConnector]:
     fake.url = url + "/"
     yield fake
     await runner.cleanup()
+    assert fake.violations == [], "the bot sent what Teams would reject"
 
 
 @dataclass

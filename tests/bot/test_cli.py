@@ -143,3 +143,36 @@ def test_console_script_is_installed() -> None:
     assert result.returncode == 0
     for command in ("serve", "ask", "ingest", "eval"):
         assert command in result.stdout
+
+
+def test_manifest_build_needs_only_the_app_id(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import zipfile
+
+    assert main(["manifest", "build"]) == 2
+    assert "MicrosoftAppId" in capsys.readouterr().err
+    monkeypatch.setenv("MicrosoftAppId", "11111111-2222-3333-4444-555555555555")
+    out = tmp_path / "app.zip"
+    assert main(["manifest", "build", "--out", str(out)]) == 0
+    names = set(zipfile.ZipFile(out).namelist())
+    assert names == {"manifest.json", "color.png", "outline.png", "ko-kr.json"}
+    manifest = json.loads(zipfile.ZipFile(out).read("manifest.json"))
+    assert manifest["bots"][0]["botId"] == "11111111-2222-3333-4444-555555555555"
+    monkeypatch.setenv("WARDLINE_PUBLIC_HOSTNAME", "localhost")
+    assert main(["manifest", "build", "--out", str(out)]) == 2
+    assert "public DNS name" in capsys.readouterr().err
+
+
+def test_manifest_commands_are_the_bots_commands() -> None:
+    from bot.manifest import DEFAULT_COMMANDS
+    from skills import protocols
+    from skills.core.fakes import ManualClock, MemoryStore
+    from skills.core.router import Router
+    from skills.core.skill import Context
+    from skills.protocols.library import ProtocolLibrary
+
+    store = MemoryStore()
+    skill = protocols.create_skill(Context(store=store, clock=ManualClock()), ProtocolLibrary(store), SAMPLES)
+    router_commands = [(c.name, c.description_ko) for c in Router([skill]).commands()]
+    assert [c.title for c in DEFAULT_COMMANDS] == [name for name, _ in router_commands]

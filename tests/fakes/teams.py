@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.teams_contract import problems_with
+
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 BOT_ID = "28:00000000-0000-0000-0000-00000000b07a"
 USER_ID = "29:1nurse-aad-pairwise-id"
@@ -53,6 +55,7 @@ class FakeConnector:
     url: str = ""
     sent: list[Sent] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)  # what Teams would reject (tests.fakes.teams_contract)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def app(self) -> web.Application:
@@ -64,6 +67,8 @@ class FakeConnector:
         body = await request.json() if request.can_read_body else {}
         sent = Sent(request.method, request.path, body)
         self.sent.append(sent)
+        if isinstance(body, dict) and "type" in body:
+            self.violations.extend(f"{body.get('type')} {request.path}: {p}" for p in problems_with(body))
         if self.fail_next:
             return web.json_response({"error": {"code": "scripted"}}, status=self.fail_next.pop(0))
         if request.method == "POST" and request.path == "/v3/conversations":
