@@ -46,7 +46,9 @@ class JobScheduler:
             id=job.id,
             name=job.id,
             replace_existing=True,
-            misfire_grace_time=job.misfire_grace_seconds,
+            misfire_grace_time=job.misfire_grace_seconds,  # APScheduler's default of 1 s skips runs after a restart
+            coalesce=True,  # several missed runs become one
+            max_instances=1,
         )
 
     def start(self) -> None:

@@ -26,7 +26,22 @@ _STOP_EN = frozenset(
 _KIWI_TAGS = frozenset({"NNG", "NNP", "NNB", "NR", "VV", "VA", "XR", "SH"})
 _KO_STOP = frozenset(
     {"하", "있", "되", "없", "않", "것", "수", "등", "및", "때", "경우", "이", "그", "저", "위하", "대하", "통하"}
-    | {"어떻게", "언제", "무엇", "뭐", "얼마", "어디", "왜", "누가", "어느", "좀", "꼭", "다시"}  # question words
+    | {
+        "어떻게",
+        "언제",
+        "무엇",
+        "뭐",
+        "얼마",
+        "어디",
+        "왜",
+        "누가",
+        "어느",
+        "좀",
+        "꼭",
+        "다시",
+        "방법",
+        "시행",
+    }  # how-to words
 )
 _HANGUL = re.compile(r"[\uac00-\ud7a3]+")
 _HAS_HANGUL = re.compile(r"[\uac00-\ud7a3]")

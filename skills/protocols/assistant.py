@@ -29,6 +29,7 @@ from skills.protocols.retrieval import Hit
 
 log = logging.getLogger(__name__)
 
+FOLLOW_UP_MAX_TERMS = 3  # a question with more content words than this stands on its own
 ANSWERS = "protocols.answers"
 HISTORY = "protocols.history"
 FEEDBACK_STREAM = "protocols.feedback"
@@ -84,9 +85,12 @@ class ProtocolAssistant:
         question = without_identifiers(question)  # record numbers and the like only dilute the search
         hits = await retriever.search(question, self.options.top_k)
         covered = [h for h in hits if retriever.is_covered(h)]
-        if not covered and history:
+        if not covered and history and sum(retriever.key_terms(question).values()) <= FOLLOW_UP_MAX_TERMS:
+            # "what about children?": read it with the previous question, but keep only sections that also
+            # speak to something in the new question, so an unrelated question does not inherit the old topic.
             hits = await retriever.search(f"{history[-1].question} {question}", self.options.top_k)
-            covered = [h for h in hits if retriever.is_covered(h)]
+            own = retriever.coverage_of(question, hits)
+            covered = [h for h, mine in zip(hits, own, strict=True) if retriever.is_covered(h) and mine > 0]
         return covered
 
     async def answer(self, question: str, history: Sequence[ChatTurn] = ()) -> Answer:

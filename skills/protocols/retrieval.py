@@ -41,8 +41,8 @@ class RetrievalSettings:
     title_weight: float = 2.0  # how much a word in the title / section path counts against one in the body
     dense_weight: float = 0.4  # share of the fused score from the dense side (medquad: 0.3-0.5 all beat either side)
     candidates: int = 100  # per side, before fusion
-    min_coverage: float = 0.5  # below this (lexical) and below min_similarity (dense): "not covered"
-    min_similarity: float = 0.45
+    min_coverage: float = 0.35  # below this (lexical) and below min_similarity (dense): "not covered"
+    min_similarity: float = 0.35  # calibrated on MiniLM: out-of-scope questions scored <= 0.22
 
 
 class LexicalIndex:
@@ -148,6 +148,7 @@ class HybridRetriever:
         dense_languages: frozenset[str] | None = None,
     ) -> None:
         self.chunks = list(chunks)
+        self._position = {c.key: i for i, c in enumerate(self.chunks)}
         self.settings = settings or RetrievalSettings()
         self.analyzer = analyzer or Analyzer()
         self.lexical = LexicalIndex(self.analyzer, self.settings)
@@ -202,6 +203,14 @@ class HybridRetriever:
             )
             for i, cov in zip(top, coverage, strict=True)
         ]
+
+    def key_terms(self, query: str) -> Counter[str]:
+        return Counter(self.analyzer.key_terms(query))
+
+    def coverage_of(self, query: str, hits: Sequence[Hit]) -> list[float]:
+        """How much of `query` each hit's chunk contains (the same measure as Hit.coverage, for another query)."""
+        coverage = self.lexical.coverage(self.key_terms(query))
+        return [float(coverage[self._position[h.chunk.key]]) for h in hits]
 
     def _fuse(self, lexical: FloatArray, dense: FloatArray) -> FloatArray:
         """Convex combination of min-max normalised scores over the union of both sides' candidates."""

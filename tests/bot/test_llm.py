@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from bot.llm import AzureChat, AzureEmbedder, AzureOpenAIClient, EntraTokenProvider
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from skills.core.ports import ChatMessage, LLMError
 from tests.fakes.azure_openai import (
     BrokenStream,
@@ -285,11 +285,11 @@ async def test_bearer_token_auth_reaches_the_service(fake: FakeAzureOpenAI) -> N
     assert "api-key" not in fake.requests[0].headers
 
 
-def test_entra_auth_without_credentials_is_an_llm_error(fake: FakeAzureOpenAI) -> None:
+def test_entra_auth_without_credentials_is_a_configuration_error(fake: FakeAzureOpenAI) -> None:
     settings = fake.settings(openai_api_key="")
-    with pytest.raises(LLMError, match="AZURE_OPENAI_API_KEY"):
+    with pytest.raises(SettingsError, match="AZURE_OPENAI_API_KEY"):
         EntraTokenProvider(settings)
-    with pytest.raises(LLMError):
+    with pytest.raises(SettingsError):
         AzureOpenAIClient(settings)
 
 

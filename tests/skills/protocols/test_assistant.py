@@ -221,3 +221,13 @@ async def test_citations_link_to_the_hospital_copy(library: ProtocolLibrary) -> 
     assistant.options = AssistantOptions(documents_base_url="https://intranet.example/protocols/")
     answer = await assistant.answer("What MAP do we target in septic shock?")
     assert answer.citations[0].url == "https://intranet.example/protocols/sepsis.md"
+
+
+async def test_an_unrelated_question_does_not_inherit_the_previous_topic(library: ProtocolLibrary) -> None:
+    assistant = make(library)
+    turn = RecordingTurn()
+    await assistant.respond(msg("What MAP do we target in septic shock?"), turn)
+    await assistant.respond(msg("How do I treat a rattlesnake bite in a dog?"), turn)
+    assert "don't seem to cover" in turn.replies[-1].text
+    await assistant.respond(msg("and the fluids?"), turn)  # a real follow-up still works
+    assert "30 mL/kg" in turn.replies[-1].text
