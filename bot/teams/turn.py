@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from typing import Any
 
 from botbuilder.core import TurnContext
@@ -54,6 +56,39 @@ def to_message(activity: Activity) -> Message:
     )
 
 
+_RETRY_STATUSES = frozenset({412, 429, 502, 503, 504})
+
+
+def _status_of(error: BaseException) -> int | None:
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None) or getattr(response, "status", None)
+    return int(status) if isinstance(status, int) else None
+
+
+def _retry_after(error: BaseException) -> float | None:
+    headers = getattr(getattr(error, "response", None), "headers", None) or {}
+    try:
+        return float(headers.get("Retry-After", "")) if headers.get("Retry-After") else None
+    except ValueError:
+        return None
+
+
+async def send_with_retry(context: TurnContext, activity: Activity, *, attempts: int = 4) -> Any:
+    """Send one activity, retrying what Teams asks to retry (429, 412, 502-504) with jitter and Retry-After."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await context.send_activity(activity)
+        except Exception as error:  # msrest raises HttpOperationError subclasses with the response attached
+            status = _status_of(error)
+            if status not in _RETRY_STATUSES or attempt == attempts:
+                raise
+            asked = _retry_after(error)
+            delay = min(asked if asked is not None else random.uniform(0, 0.5 * 2**attempt), 10.0)  # noqa: S311
+            log.warning("connector asked to retry", extra={"status": status, "attempt": attempt, "delay_s": delay})
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class TeamsTurn:
     """Sends a skill's replies into the conversation the message came from."""
 
@@ -71,7 +106,7 @@ class TeamsTurn:
         await self.send_activity(reply_activity(reply), reply)
 
     async def send_activity(self, activity: Activity, reply: Reply | None = None) -> str | None:
-        response = await self.context.send_activity(activity)
+        response = await send_with_retry(self.context, activity)
         activity_id = response.id if response is not None else None
         if reply is not None and reply.record_id:
             record = {"skill": reply.skill, "record_id": reply.record_id}
@@ -83,7 +118,7 @@ class TeamsTurn:
         return activity_id
 
     async def typing(self) -> None:
-        await self.context.send_activity(Activity(type=ActivityTypes.typing))
+        await send_with_retry(self.context, Activity(type=ActivityTypes.typing), attempts=1)
 
     async def start_stream(self, informative: str) -> TeamsStream:
         stream = TeamsStream(self)
@@ -104,7 +139,7 @@ class TeamsStream:
         self.sequence += 1
         entity = StreamInfoEntity(stream_type=stream_type, stream_id=self.stream_id, sequence=self.sequence)
         activity = Activity(type=ActivityTypes.typing, text=text, entities=[entity])
-        response = await self.turn.context.send_activity(activity)
+        response = await send_with_retry(self.turn.context, activity)
         return response.id if response is not None else None
 
     async def start(self, informative: str) -> None:

@@ -184,3 +184,12 @@ async def test_feedback_without_reply_to_id_rates_the_newest_answer(bot: Running
     votes = await bot.app[SERVICES].store.read(FEEDBACK_STREAM)
     assert votes[-1][1]["question"] == "How often should central line dressings be changed?"
     assert votes[-1][1]["comment"] == "clear answer"
+
+
+async def test_connector_throttling_is_retried(bot: RunningBot, connector: FakeConnector) -> None:
+    connector.clear()
+    connector.fail_next = [200, 429, 502]  # the typing indicator goes through; the answer is throttled twice
+    status, _ = await bot.post(teams_message("What MAP do we target in septic shock?", connector.url))
+    assert status == 201
+    answers = [s for s in connector.messages() if "65 mmHg" in s.text]
+    assert len(answers) == 3, "sent, throttled, bad gateway, then delivered"

@@ -54,7 +54,7 @@ class FakeConnector:
 
     url: str = ""
     sent: list[Sent] = field(default_factory=list)
-    fail_next: list[int] = field(default_factory=list)
+    fail_next: list[int] = field(default_factory=list)  # statuses for the next requests (200: pass through)
     violations: list[str] = field(default_factory=list)  # what Teams would reject (tests.fakes.teams_contract)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -69,8 +69,10 @@ class FakeConnector:
         self.sent.append(sent)
         if isinstance(body, dict) and "type" in body:
             self.violations.extend(f"{body.get('type')} {request.path}: {p}" for p in problems_with(body))
-        if self.fail_next:
-            return web.json_response({"error": {"code": "scripted"}}, status=self.fail_next.pop(0))
+        status = self.fail_next.pop(0) if self.fail_next else 200
+        if status != 200:
+            headers = {"Retry-After": "0"} if status == 429 else {}
+            return web.json_response({"error": {"code": "scripted"}}, status=status, headers=headers)
         if request.method == "POST" and request.path == "/v3/conversations":
             sent.response_id = f"19:new-{next(self._ids)}@thread.tacv2"
             return web.json_response({"id": sent.response_id, "activityId": str(uuid.uuid4())})
