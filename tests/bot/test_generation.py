@@ -158,3 +158,22 @@ async def test_identifiers_never_reach_the_model(
     assert "12345678" not in sent
     assert "850101" not in sent
     assert "65 mmHg [1]" in connector.messages()[-1].text
+
+
+async def test_azure_embeddings_make_retrieval_hybrid_in_both_languages(
+    start_bot: BotFactory, connector: FakeConnector, fake_azure_openai: FakeAzureOpenAI
+) -> None:
+    from bot.app import SERVICES
+
+    fake_azure_openai.answer = cite_map_target
+    bot = await start(
+        start_bot, fake_azure_openai, openai_embedding_deployment="embed", embeddings="azure", streaming=False
+    )
+    retriever = bot.app[SERVICES].library.retriever
+    assert retriever.mode == "hybrid"
+    assert retriever.uses_dense_for("패혈성 쇼크의 목표 평균동맥압은?")  # a multilingual model serves Korean too
+    embedded = sum(len(r.json["input"]) for r in fake_azure_openai.requests_for("embeddings"))
+    assert embedded == len(retriever.chunks)
+    await bot.post(teams_message(QUESTION, connector.url))
+    assert connector.messages()[-1].text.startswith("Target a mean arterial pressure")
+    assert fake_azure_openai.requests_for("embeddings")[-1].json["input"] == [QUESTION]
