@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.logs import silence_payload_loggers
 from bot.scheduler import JobScheduler
 from bot.services import Services, build_services
 from bot.settings import Settings
@@ -36,6 +37,7 @@ def create_app(settings: Settings, *, credentials: Any = None) -> web.Applicatio
 
     `credentials` replaces the outbound Bot Framework credentials factory (tests, or a custom token source).
     """
+    silence_payload_loggers()  # whoever configured logging, payload-logging libraries stay quiet
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[CREDENTIALS] = _Box(credentials)

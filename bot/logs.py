@@ -45,12 +45,30 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in (
-        "aiohttp.access",
-        "apscheduler.executors.default",
-        "httpx",
-        "httpx2",
-        "msal",
-        "sentence_transformers",
-    ):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    silence_payload_loggers()
+
+
+# Libraries that log request bodies, SQL parameters or activities at DEBUG/INFO: with them, a DEBUG run would write
+# questions, answers and patient details to the log. They never log below WARNING, whatever the root level is.
+PAYLOAD_LOGGERS = (
+    "aiosqlite",
+    "sqlalchemy",
+    "asyncpg",
+    "openai",
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "msal",
+    "msrest",
+    "botbuilder",
+    "botframework",
+    "aiohttp.access",
+    "apscheduler",
+    "sentence_transformers",
+    "transformers",
+)
+
+
+def silence_payload_loggers() -> None:
+    for name in PAYLOAD_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
