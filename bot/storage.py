@@ -8,6 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -21,12 +24,13 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    inspect,
     select,
     text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 metadata = MetaData()
@@ -49,7 +53,26 @@ events = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
-SCHEMA_VERSION = 1
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_schema(connection: Connection, revision: str = "head") -> None:
+    """Run Alembic migrations on a (sync) connection."""
+    config = alembic_config(connection)
+    if schema_revision(connection) is None and inspect(connection).has_table("records"):
+        command.stamp(config, "0001")  # tables made by create_all before migrations existed: adopt them
+    command.upgrade(config, revision)
+
+
+def schema_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
 
 
 def _like_prefix(prefix: str) -> str:
@@ -83,9 +106,9 @@ class SqlStore:
         return cls(engine)
 
     async def open(self) -> None:
-        """Create the tables if needed."""
+        """Bring the schema to the newest migration (creating it on an empty database)."""
         async with self.engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
+            await connection.run_sync(upgrade_schema)
 
     async def close(self) -> None:
         await self.engine.dispose()

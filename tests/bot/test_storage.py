@@ -8,12 +8,13 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy.exc import IntegrityError
 
 from bot.storage import SqlStore
 
-POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def postgres_up() -> bool:
@@ -29,14 +30,20 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     else:
         if not postgres_up():
             pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)")
-        sql = SqlStore.from_url(POSTGRES)
+        database = f"wardline_test_{uuid.uuid4().hex[:12]}"  # a fresh database: migrations start from nothing
+        server = await asyncpg.connect(POSTGRES_SERVER)
+        await server.execute(f'CREATE DATABASE "{database}"')
+        sql = SqlStore.from_url(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}")
     await sql.open()
     yield sql
     await sql.close()
+    if request.param == "postgresql":
+        await server.execute(f'DROP DATABASE "{database}"')
+        await server.close()
 
 
 def ns() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"  # the PostgreSQL database is shared between runs
+    return f"t{uuid.uuid4().hex[:10]}"
 
 
 async def test_records_round_trip(store: SqlStore) -> None:
@@ -94,3 +101,45 @@ async def test_data_survives_a_restart(tmp_path: Path) -> None:
     assert await second.get("ns", "k") == {"kept": True}
     assert await second.ping()
     await second.close()
+
+
+async def test_migrations_build_exactly_the_declared_schema(store: SqlStore) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from bot.storage import metadata, schema_revision
+
+    def check(connection):  # type: ignore[no-untyped-def]
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, metadata), schema_revision(connection)
+
+    async with store.engine.connect() as connection:
+        differences, revision = await connection.run_sync(check)
+    assert differences == []
+    assert revision == "0001"
+
+
+async def test_a_database_from_before_migrations_is_adopted(tmp_path: Path) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from bot.storage import metadata, schema_revision
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)  # how the first development builds made their tables
+    await engine.dispose()
+    store = SqlStore.from_url(url)
+    await store.open()
+    async with store.engine.connect() as connection:
+        assert await connection.run_sync(schema_revision) == "0001"
+    await store.close()
+
+
+async def test_opening_twice_is_harmless(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
+    for _ in range(2):
+        store = SqlStore.from_url(url)
+        await store.open()
+        await store.put("ns", "k", {"v": 1})
+        await store.close()

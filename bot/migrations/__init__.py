@@ -1,0 +1,1 @@
+"""Alembic migrations for Wardline's database; `SqlStore.open()` upgrades to head on start."""
