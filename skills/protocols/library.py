@@ -73,6 +73,7 @@ class ProtocolLibrary:
         self.analyzer = analyzer or Analyzer()
         self.embed_batch = embed_batch
         self._retriever = HybridRetriever([], analyzer=self.analyzer, settings=self.settings)
+        self._loaded = False
         self._lock = asyncio.Lock()
 
     @property
@@ -99,7 +100,8 @@ class ProtocolLibrary:
                 await self._remove(source)
                 report.removed.append(source)
             report.embedded = await self._embed_missing()
-            await self._reload()
+            if report.changed or report.embedded or not self._loaded:
+                await self._reload()  # an unchanged folder (the usual scheduled re-sync) costs a scan, not a rebuild
             report.chunks = len(self._retriever.chunks)
             return report
 
@@ -174,6 +176,7 @@ class ProtocolLibrary:
             stored = {k: v for k, v in await self.store.scan(VECTORS) if v.get("model") == self.embedder.name}
             if all(c.key in stored for c in chunks):
                 vectors = np.stack([decode_vector(str(stored[c.key]["vector"])) for c in chunks])
+        self._loaded = True
         self._retriever = await asyncio.to_thread(
             HybridRetriever,
             chunks,

@@ -472,3 +472,17 @@ async def test_sqlite_sources_differing_only_in_case_stay_apart(tmp_path: Path) 
         assert "sepsis.md" in await sources_found(library, "lowercase lactate")
     finally:
         await store.close()
+
+
+async def test_an_unchanged_folder_keeps_the_same_index(tmp_path: Path) -> None:
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    (folder / "a.md").write_text("# A\n## Scope\nAll adult wards.\n", encoding="utf-8")
+    library = ProtocolLibrary(MemoryStore())
+    await library.sync(folder)
+    first = library.retriever
+    await library.sync(folder)
+    assert library.retriever is first  # nothing changed: no rebuild
+    (folder / "a.md").write_text("# A\n## Scope\nAll wards.\n", encoding="utf-8")
+    await library.sync(folder)
+    assert library.retriever is not first
