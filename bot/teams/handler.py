@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 
@@ -65,15 +67,7 @@ class WardlineBot(Bot):  # type: ignore[misc]
             data = _dict(action.get("data"))
             if "verb" not in data and action.get("verb"):
                 data["verb"] = action["verb"]
-            message = to_message(activity)
-            message = type(message)(
-                id=message.id,
-                text="",
-                user=message.user,
-                conversation=message.conversation,
-                locale=message.locale,
-                value=data,
-            )
+            message = replace(to_message(activity), text="", value=data)
             await self.router.dispatch(message, TeamsTurn(context, self.store, streaming=False))
             body = {"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": "OK"}
             await _invoke_response(context, InvokeResponse(status=HTTPStatus.OK, body=body))
@@ -145,8 +139,6 @@ def _feedback_text(raw: Any) -> str:
     if isinstance(raw, dict):
         return str(raw.get("feedbackText", ""))
     if isinstance(raw, str):
-        import json
-
         try:
             parsed = json.loads(raw)
         except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from bot.teams.turn import REPLIES
@@ -193,3 +194,18 @@ async def test_connector_throttling_is_retried(bot: RunningBot, connector: FakeC
     assert status == 201
     answers = [s for s in connector.messages() if "65 mmHg" in s.text]
     assert len(answers) == 3, "sent, throttled, bad gateway, then delivered"
+
+
+async def test_stale_card_buttons_get_a_clear_answer(bot: RunningBot, connector: FakeConnector) -> None:
+    # Action.Execute arrives as an adaptiveCard/action invoke; Action.Submit as a message carrying `value`.
+    execute = feedback_invoke("card-1", "like", connector.url)
+    execute["name"] = "adaptiveCard/action"
+    execute["value"] = {"action": {"type": "Action.Execute", "verb": "retired-verb", "data": {"x": 1}}}
+    status, body = await bot.post(execute)
+    assert status == 200
+    assert json.loads(body)["statusCode"] == 200
+    assert "no longer active" in connector.messages()[-1].text
+    connector.clear()
+    submit = teams_message("", connector.url, value={"verb": "retired-verb"})
+    assert (await bot.post(submit))[0] == 201
+    assert "no longer active" in connector.messages()[-1].text
