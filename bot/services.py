@@ -16,6 +16,7 @@ from skills.core.ports import LLM, Embedder
 from skills.core.router import Router
 from skills.core.skill import Context, Skill
 from skills.protocols.library import ProtocolLibrary
+from skills.protocols.retrieval import RetrievalSettings
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ async def build_services(settings: Settings) -> Services:
     azure = AzureOpenAIClient(settings) if (settings.chat_configured or settings.azure_embeddings_configured) else None
     llm = AzureChat(azure, budget_s=settings.answer_timeout_s) if azure and settings.chat_configured else None
     embedder = choose_embedder(settings, azure)
-    library = ProtocolLibrary(store, embedder=embedder)
+    thresholds = RetrievalSettings(min_coverage=settings.min_coverage, min_similarity=settings.min_similarity)
+    library = ProtocolLibrary(store, embedder=embedder, settings=thresholds)
     folder = settings.protocols_dir or protocols.SAMPLES
     if not folder.is_dir():
         raise SettingsError(f"WARDLINE_PROTOCOLS_DIR: {folder} is not a folder")

@@ -73,6 +73,18 @@ OPTIONS: tuple[Option, ...] = (
         "Where staff open the documents (intranet, SharePoint): citations link to this URL + the file's path.",
     ),
     Option("WARDLINE_EMBEDDINGS", "embeddings", "auto", "auto, azure, local or none (lexical retrieval only)."),
+    Option(
+        "WARDLINE_MIN_COVERAGE",
+        "min_coverage",
+        "0.35",
+        "Share of a question's content words (IDF-weighted) a section must hold to be answered from.",
+    ),
+    Option(
+        "WARDLINE_MIN_SIMILARITY",
+        "min_similarity",
+        "0.35",
+        "Dense similarity that also makes a section answerable (calibrated on MiniLM; retune for Azure models).",
+    ),
     Option("WARDLINE_RESYNC_SECONDS", "resync_seconds", "900", "How often the protocol folder is re-read; 0: never."),
     Option("WARDLINE_ANSWER_TIMEOUT_S", "answer_timeout_s", "8", "Time budget for generating one answer, seconds."),
     Option("WARDLINE_LLM_REQUEST_TIMEOUT_S", "llm_request_timeout_s", "6", "Timeout of one Azure OpenAI request."),
@@ -120,6 +132,8 @@ class Settings:
     protocols_dir: Path | None = None
     protocols_base_url: str = ""
     embeddings: str = "auto"
+    min_coverage: float = 0.35
+    min_similarity: float = 0.35
     resync_seconds: int = 900
     answer_timeout_s: float = 8.0
     llm_request_timeout_s: float = 6.0
@@ -231,6 +245,8 @@ class Settings:
             protocols_dir=Path(raw["protocols_dir"]) if raw["protocols_dir"] else None,
             protocols_base_url=base_url,
             embeddings=embeddings,
+            min_coverage=number("min_coverage", float, 0, 1),
+            min_similarity=number("min_similarity", float, 0, 1),
             resync_seconds=number("resync_seconds", int, 0, 7 * 24 * 3600),
             answer_timeout_s=number("answer_timeout_s", float, 1, 60),
             llm_request_timeout_s=number("llm_request_timeout_s", float, 0.5, 120),

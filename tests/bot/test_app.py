@@ -48,3 +48,11 @@ async def test_resync_job_picks_up_a_new_protocol(
     status, _ = await bot.post(teams_message("MAP target in septic shock?", connector.url))
     assert status == 201
     assert "65 mmHg" in connector.messages()[-1].text
+
+
+async def test_thresholds_come_from_settings(start_bot: BotFactory, connector: FakeConnector) -> None:
+    bot = await start_bot(min_coverage=1.0, min_similarity=1.0)
+    assert bot.app[SERVICES].library.retriever.settings.min_coverage == 1.0
+    # "target" and "septic" are in the sepsis protocol, "rattlesnake" is not: at 1.0 nothing is covered.
+    await bot.post(teams_message("What MAP do we target in septic rattlesnake shock?", connector.url))
+    assert "don't seem to cover" in connector.messages()[-1].text
