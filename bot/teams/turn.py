@@ -118,6 +118,9 @@ class TeamsTurn:
         return activity_id
 
     async def typing(self) -> None:
+        conversation_type = getattr(self.context.activity.conversation, "conversation_type", None)
+        if conversation_type == "channel":
+            return  # Teams shows no typing indicator in channels; it would only cost a request
         await send_with_retry(self.context, Activity(type=ActivityTypes.typing), attempts=1)
 
     async def start_stream(self, informative: str) -> TeamsStream:

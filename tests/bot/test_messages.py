@@ -81,6 +81,7 @@ async def test_channel_mention_is_stripped_and_answered(bot: RunningBot, connect
     reply = await ask(bot, connector, "what MAP do we target in septic shock?", kind="channel")
     assert "65 mmHg" in reply["text"]
     assert "<at>" not in reply["text"]
+    assert connector.typing() == []  # Teams shows no typing indicator in channels
 
 
 async def test_ask_command(bot: RunningBot, connector: FakeConnector) -> None:
