@@ -5,10 +5,31 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName"}
+
+# Ids of the turn or job being handled (activity, conversation, job): every log line inside it carries them.
+_context: ContextVar[dict[str, str]] = ContextVar("wardline_log_context", default={})  # noqa: B039 - never mutated
+
+
+def bind(**ids: str | None) -> Token[dict[str, str]]:
+    """Add ids to every log line of the current task; `unbind(token)` restores the previous set."""
+    return _context.set({**_context.get(), **{k: v for k, v in ids.items() if v}})
+
+
+def unbind(token: Token[dict[str, str]]) -> None:
+    _context.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _context.get().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -42,6 +63,7 @@ class TextFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -11,6 +11,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.logs import bind, unbind
 from skills.core.skill import Job, Skill
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,15 @@ class JobScheduler:
             trigger = IntervalTrigger(seconds=job.interval_seconds, timezone=self.timezone)
         else:
             raise ValueError(f"job {job.id} has neither cron nor interval")
+        async def run() -> None:
+            token = bind(job_id=job.id)
+            try:
+                await job.func()
+            finally:
+                unbind(token)
+
         self.scheduler.add_job(
-            job.func,
+            run,
             trigger,
             id=job.id,
             name=job.id,

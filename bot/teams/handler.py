@@ -11,6 +11,7 @@ from typing import Any
 from botbuilder.core import Bot, InvokeResponse, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
+from bot.logs import bind, unbind
 from bot.teams.turn import LATEST_REPLY, REPLIES, TeamsTurn, tenant_of, to_message
 from skills.core.i18n import is_korean
 from skills.core.ports import Store
@@ -39,6 +40,17 @@ class WardlineBot(Bot):  # type: ignore[misc]
         self.streaming = streaming
 
     async def on_turn(self, context: TurnContext) -> None:
+        activity = context.activity
+        token = bind(
+            activity_id=activity.id,
+            conversation_id=activity.conversation.id if activity.conversation else None,
+        )
+        try:
+            await self._dispatch(context)
+        finally:
+            unbind(token)
+
+    async def _dispatch(self, context: TurnContext) -> None:
         activity = context.activity
         if activity.type == ActivityTypes.message:
             await self._remember_conversation(activity)

@@ -34,3 +34,18 @@ def test_json_log_lines_carry_the_extra_fields() -> None:
     assert line["event"] == "turn failed"
     assert line["activity_id"] == "a1"
     assert line["level"] == "error"
+
+
+def test_log_lines_inside_a_turn_carry_its_ids() -> None:
+    from bot.logs import ContextFilter, bind, unbind
+
+    record = logging.makeLogRecord({"msg": "x"})
+    token = bind(activity_id="a1", conversation_id="c1")
+    try:
+        ContextFilter().filter(record)
+    finally:
+        unbind(token)
+    assert (record.activity_id, record.conversation_id) == ("a1", "c1")  # type: ignore[attr-defined]
+    later = logging.makeLogRecord({"msg": "y"})
+    ContextFilter().filter(later)
+    assert not hasattr(later, "activity_id")
