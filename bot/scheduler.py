@@ -41,6 +41,7 @@ class JobScheduler:
             trigger = IntervalTrigger(seconds=job.interval_seconds, timezone=self.timezone)
         else:
             raise ValueError(f"job {job.id} has neither cron nor interval")
+
         async def run() -> None:
             token = bind(job_id=job.id)
             try:
