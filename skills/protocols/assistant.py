@@ -6,13 +6,13 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from urllib.parse import quote
 
 from skills.core.i18n import language_of
-from skills.core.ports import LLM, Clock, LLMError, Store, Stream, Turn
+from skills.core.ports import LLM, ChatMessage, Clock, LLMError, Store, Stream, Turn
 from skills.core.privacy import mask_identifiers, without_identifiers
 from skills.core.types import ChatTurn, Citation, Feedback, Message, Reply
 from skills.protocols.answer import (
@@ -54,8 +54,7 @@ class Answer:
 
     text: str
     citations: list[Citation]
-    mode: str  # "generated", "extractive" or "not_covered"
-    hits: list[Hit] = field(default_factory=list)
+    mode: str  # "generated", "extractive", "not_covered" or "not_ready"
 
     @property
     def ai_generated(self) -> bool:
@@ -101,18 +100,30 @@ class ProtocolAssistant:
         hits = await self.retrieve(question, history)
         if not hits:
             return await self._not_covered(question, language)
-        if self.llm is not None:
-            sources = self._sources(hits)
-            prompt = build_prompt(mask_identifiers(question), sources, language, self._masked(history))
-            try:
-                async with asyncio.timeout(self.options.answer_timeout_s):
-                    text = await self.llm.complete(prompt)
-            except (LLMError, TimeoutError) as exc:
-                log.warning("generation failed, answering with extracts", extra={"reason": type(exc).__name__})
-            else:
-                generated = self._finish(text, sources, language, hits)
-                if generated is not None:
-                    return generated
+        if self.llm is None:
+            return self._extractive(question, hits, language)
+        return await self._generate(question, hits, language, history, self.llm.complete)
+
+    async def _generate(
+        self,
+        question: str,
+        hits: list[Hit],
+        language: str,
+        history: Sequence[ChatTurn],
+        produce: Callable[[list[ChatMessage]], Awaitable[str]],
+    ) -> Answer:
+        """A cited answer from the model, or quoted extracts when it fails, times out or cites nothing."""
+        sources = self._sources(hits)
+        prompt = build_prompt(mask_identifiers(question), sources, language, self._masked(history))
+        try:
+            async with asyncio.timeout(self.options.answer_timeout_s):
+                text = await produce(prompt)
+        except (LLMError, TimeoutError) as exc:
+            log.warning("generation failed, answering with extracts", extra={"reason": type(exc).__name__})
+        else:
+            generated = self._finish(text, sources)
+            if generated is not None:
+                return generated
         return self._extractive(question, hits, language)
 
     async def respond(self, message: Message, turn: Turn) -> None:
@@ -132,8 +143,6 @@ class ProtocolAssistant:
             await turn.typing()
             answer = await self.answer(question, history)
             await turn.send(await self._record(message, question, answer))
-            await self._remember(message, question, answer)
-            return
         await self._remember(message, question, answer)
 
     async def _answer_streaming(
@@ -143,28 +152,17 @@ class ProtocolAssistant:
         informative = "프로토콜을 찾고 있습니다…" if language == "ko" else "Searching the protocols…"
         stream = await turn.start_stream(informative)
         hits = await self.retrieve(question, history)
-        answer: Answer | None = None
         if not hits:
             answer = await self._not_covered(question, language)
         else:
             assert self.llm is not None
-            sources = self._sources(hits)
-            prompt = build_prompt(mask_identifiers(question), sources, language, self._masked(history))
-            text = ""
-            try:
-                async with asyncio.timeout(self.options.answer_timeout_s):
-                    text = await self._pump(self.llm.stream(prompt), stream)
-            except (LLMError, TimeoutError) as exc:
-                log.warning(
-                    "streamed generation failed, answering with extracts",
-                    extra={"reason": type(exc).__name__},
-                )
-            else:
-                answer = self._finish(text, sources, language, hits)
-            if answer is None:
-                answer = self._extractive(question, hits, language)
-        reply = await self._record(message, question, answer)
-        await stream.finish(reply)
+            stream_answer = self.llm.stream
+
+            async def pump(prompt: list[ChatMessage]) -> str:
+                return await self._pump(stream_answer(prompt), stream)
+
+            answer = await self._generate(question, hits, language, history, pump)
+        await stream.finish(await self._record(message, question, answer))
         return answer
 
     async def _pump(self, pieces: AsyncIterator[str], stream: Stream) -> str:
@@ -178,7 +176,7 @@ class ProtocolAssistant:
                 last = now
         return text
 
-    def _finish(self, text: str, sources: Sequence[Source], language: str, hits: list[Hit]) -> Answer | None:
+    def _finish(self, text: str, sources: Sequence[Source]) -> Answer | None:
         if is_not_covered(text):
             return None  # the model found nothing to say: quote the sections the retriever found instead
         finished = finish_generated(text, sources)
@@ -186,11 +184,11 @@ class ProtocolAssistant:
             log.warning("model answer carried no valid citation; answering with extracts")
             return None
         body, citations = finished
-        return Answer(body, self._linked(citations), "generated", hits)
+        return Answer(body, self._linked(citations), "generated")
 
     def _extractive(self, question: str, hits: list[Hit], language: str) -> Answer:
         text, citations = extractive_answer(question, hits, self.library.analyzer, language)
-        return Answer(text, self._linked(citations), "extractive", hits)
+        return Answer(text, self._linked(citations), "extractive")
 
     def _linked(self, citations: list[Citation]) -> list[Citation]:
         base = self.options.documents_base_url
@@ -204,7 +202,7 @@ class ProtocolAssistant:
         for hit in closest:
             if hit.chunk.title not in titles and (hit.lexical > 0 or hit.dense > 0):
                 titles.append(hit.chunk.title)
-        return Answer(not_covered_text(language, titles[:3]), [], "not_covered", [])
+        return Answer(not_covered_text(language, titles[:3]), [], "not_covered")
 
     def _sources(self, hits: Sequence[Hit]) -> list[Source]:
         return [Source(i, h) for i, h in enumerate(hits[: self.options.max_sources], 1)]
