@@ -99,7 +99,9 @@ class ProtocolLibrary:
             for source in sorted(set(known) - seen):
                 await self._remove(source)
                 report.removed.append(source)
-            report.embedded = await self._embed_missing()
+            if report.changed or not self._loaded or self._retriever.mode != "hybrid":
+                # Otherwise every chunk already has a vector: skip reading them all back from the store.
+                report.embedded = await self._embed_missing()
             if report.changed or report.embedded or not self._loaded:
                 await self._reload()  # an unchanged folder (the usual scheduled re-sync) costs a scan, not a rebuild
             report.chunks = len(self._retriever.chunks)

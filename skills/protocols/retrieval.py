@@ -190,7 +190,7 @@ class HybridRetriever:
             fused = self._fuse(lexical, dense)
         top = _top_k(fused, k)
         top = [i for i in top if fused[i] > 0 or dense is not None]
-        key_terms = Counter(self.analyzer.key_terms(query)) if _HANGUL.search(query) else terms
+        key_terms = self.key_terms(query) if _HANGUL.search(query) else terms  # English: the same terms
         coverage_all = self.lexical.coverage(key_terms)
         coverage = [float(coverage_all[i]) for i in top]
         return [
