@@ -12,11 +12,11 @@ from botbuilder.core import Bot, InvokeResponse, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
 from bot.logs import bind, unbind
-from bot.teams.turn import LATEST_REPLY, REPLIES, TeamsTurn, tenant_of, to_message
+from bot.teams.turn import LATEST_REPLY, REPLIES, TeamsTurn, conversation_kind, tenant_of, to_message
 from skills.core.i18n import is_korean
 from skills.core.ports import Store
 from skills.core.router import Router
-from skills.core.types import Feedback, User
+from skills.core.types import ConversationKind, Feedback, User
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,8 @@ class WardlineBot(Bot):  # type: ignore[misc]
         bot_added = any(m.id == bot_id for m in added) or (
             activity.type == ActivityTypes.installation_update and activity.action == "add"
         )
-        conversation_type = getattr(activity.conversation, "conversation_type", None) or "personal"
-        if bot_added and conversation_type == "personal" and activity.type == ActivityTypes.conversation_update:
+        personal = conversation_kind(activity) == ConversationKind.PERSONAL
+        if bot_added and personal and activity.type == ActivityTypes.conversation_update:
             await context.send_activity(Activity(type=ActivityTypes.message, text=WELCOME, text_format="markdown"))
 
     async def _remember_conversation(self, activity: Activity) -> None:

@@ -32,6 +32,12 @@ def tenant_of(activity: Activity) -> str | None:
     return str(tenant["id"]) if tenant and tenant.get("id") else None
 
 
+def conversation_kind(activity: Activity) -> ConversationKind:
+    """personal, groupChat or channel; Teams leaves conversationType out of some personal-chat activities."""
+    raw = getattr(activity.conversation, "conversation_type", None) or "personal"
+    return _KINDS.get(raw, ConversationKind.PERSONAL)
+
+
 def to_message(activity: Activity) -> Message:
     """The skills' view of an inbound message activity."""
     text = TurnContext.remove_recipient_mention(activity) if activity.entities else (activity.text or "")
@@ -48,7 +54,7 @@ def to_message(activity: Activity) -> Message:
         ),
         conversation=Conversation(
             id=(conversation.id if conversation else "") or "",
-            kind=_KINDS.get(getattr(conversation, "conversation_type", None) or "personal", ConversationKind.PERSONAL),
+            kind=conversation_kind(activity),
             tenant_id=tenant_of(activity),
         ),
         locale=activity.locale,
@@ -95,8 +101,8 @@ class TeamsTurn:
     def __init__(self, context: TurnContext, store: Store, *, streaming: bool) -> None:
         self.context = context
         self.store = store
-        conversation_type = getattr(context.activity.conversation, "conversation_type", None) or "personal"
-        self._can_stream = streaming and conversation_type == "personal"
+        self.kind = conversation_kind(context.activity)
+        self._can_stream = streaming and self.kind == ConversationKind.PERSONAL
 
     @property
     def can_stream(self) -> bool:
@@ -118,8 +124,7 @@ class TeamsTurn:
         return activity_id
 
     async def typing(self) -> None:
-        conversation_type = getattr(self.context.activity.conversation, "conversation_type", None)
-        if conversation_type == "channel":
+        if self.kind == ConversationKind.CHANNEL:
             return  # Teams shows no typing indicator in channels; it would only cost a request
         await send_with_retry(self.context, Activity(type=ActivityTypes.typing), attempts=1)
 
