@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 import time
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.commands import MODULES
 from bot.settings import Settings, SettingsError, reference_table
 
 
@@ -67,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="print the configuration reference (Markdown)")
     config.set_defaults(func=_config)
+
+    for name in MODULES:  # feature commands (channels, alerts, handover, ...) each live in their own module
+        importlib.import_module(name).register(commands)
     return parser
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -42,6 +43,7 @@ records = Table(
     Column("key", String(512), primary_key=True),
     Column("value", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("version", BigInteger, nullable=False, server_default="1"),
 )
 
 events = Table(
@@ -143,10 +145,45 @@ class SqlStore:
         statement = dialect_insert(records)
         statement = statement.on_conflict_do_update(
             index_elements=[records.c.namespace, records.c.key],
-            set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
+            set_={
+                "value": statement.excluded.value,
+                "updated_at": statement.excluded.updated_at,
+                "version": records.c.version + 1,
+            },
         )
         async with self.engine.begin() as connection:
             await connection.execute(statement, rows)
+
+    async def get_versioned(self, namespace: str, key: str) -> tuple[dict[str, Any], int] | None:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(records.c.value, records.c.version).where(
+                        and_(records.c.namespace == namespace, records.c.key == key)
+                    )
+                )
+            ).first()
+        return (json.loads(row[0]), int(row[1])) if row else None
+
+    async def put_if_version(
+        self, namespace: str, key: str, value: Mapping[str, Any], *, expected: int | None
+    ) -> int | None:
+        now = datetime.now(UTC)
+        async with self.engine.begin() as connection:
+            if expected is None:
+                dialect_insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+                result = await connection.execute(
+                    dialect_insert(records)
+                    .values(namespace=namespace, key=key, value=_dump(value), updated_at=now, version=1)
+                    .on_conflict_do_nothing(index_elements=[records.c.namespace, records.c.key])
+                )
+                return 1 if result.rowcount == 1 else None
+            result = await connection.execute(
+                update(records)
+                .where(and_(records.c.namespace == namespace, records.c.key == key, records.c.version == expected))
+                .values(value=_dump(value), updated_at=now, version=expected + 1)
+            )
+            return expected + 1 if result.rowcount == 1 else None
 
     async def delete(self, namespace: str, key: str) -> bool:
         async with self.engine.begin() as connection:

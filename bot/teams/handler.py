@@ -12,6 +12,7 @@ from botbuilder.core import Bot, InvokeResponse, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
 from bot.logs import bind, unbind
+from bot.teams.render import ADAPTIVE_CARD
 from bot.teams.turn import LATEST_REPLY, REPLIES, TeamsTurn, conversation_kind, tenant_of, to_message
 from skills.core.i18n import is_korean
 from skills.core.ports import Store
@@ -80,8 +81,13 @@ class WardlineBot(Bot):  # type: ignore[misc]
             if "verb" not in data and action.get("verb"):
                 data["verb"] = action["verb"]
             message = replace(to_message(activity), text="", value=data)
-            await self.router.dispatch(message, TeamsTurn(context, self.store, streaming=False))
-            body = {"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": "OK"}
+            turn = TeamsTurn(context, self.store, streaming=False)
+            await self.router.dispatch(message, turn)
+            body: dict[str, Any]
+            if turn.refreshed_card is not None:
+                body = {"statusCode": 200, "type": ADAPTIVE_CARD, "value": dict(turn.refreshed_card.content)}
+            else:
+                body = {"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": "OK"}
             await _invoke_response(context, InvokeResponse(status=HTTPStatus.OK, body=body))
         else:
             await _invoke_response(context, InvokeResponse(status=HTTPStatus.NOT_IMPLEMENTED))

@@ -12,7 +12,7 @@ from botbuilder.schema import Activity, ActivityTypes
 
 from bot.teams.render import StreamInfoEntity, reply_activity
 from skills.core.ports import Store
-from skills.core.types import Conversation, ConversationKind, Message, Reply, User
+from skills.core.types import Card, Conversation, ConversationKind, Message, Reply, User
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class TeamsTurn:
         self.store = store
         self.kind = conversation_kind(context.activity)
         self._can_stream = streaming and self.kind == ConversationKind.PERSONAL
+        self.refreshed_card: Card | None = None  # an Action.Execute invoke answers with this card
 
     @property
     def can_stream(self) -> bool:
@@ -132,6 +133,16 @@ class TeamsTurn:
         stream = TeamsStream(self)
         await stream.start(informative)
         return stream
+
+    async def refresh(self, card: Card) -> None:
+        activity = self.context.activity
+        if activity.type == ActivityTypes.invoke:
+            self.refreshed_card = card  # the invoke response carries it (Universal Actions refresh)
+            return
+        if activity.reply_to_id:  # Action.Submit: replace the message the button was on
+            updated = reply_activity(Reply(text="", card=card))
+            updated.id = activity.reply_to_id
+            await self.context.update_activity(updated)
 
 
 class TeamsStream:

@@ -1,8 +1,24 @@
 """The skills' shared vocabulary: plain types, ports, the skill contract, the router and test fakes."""
 
-from skills.core.ports import LLM, ChatMessage, Clock, Embedder, LLMError, Notifier, Store, Stream, Turn
+from skills.core.ports import (
+    LLM,
+    ChatMessage,
+    Clock,
+    Directory,
+    Embedder,
+    LLMError,
+    Notifier,
+    Priority,
+    StaffMember,
+    Store,
+    Stream,
+    TimerEvent,
+    Timers,
+    Turn,
+    Unit,
+)
 from skills.core.router import Router
-from skills.core.skill import CardAction, Command, Context, Handler, Job, Skill
+from skills.core.skill import CardAction, Command, Context, Handler, Job, Skill, TimerHandler
 from skills.core.types import (
     Card,
     ChatTurn,
@@ -27,6 +43,7 @@ __all__ = [
     "Context",
     "Conversation",
     "ConversationKind",
+    "Directory",
     "Embedder",
     "Feedback",
     "Handler",
@@ -34,11 +51,17 @@ __all__ = [
     "LLMError",
     "Message",
     "Notifier",
+    "Priority",
     "Reply",
     "Router",
     "Skill",
+    "StaffMember",
     "Store",
     "Stream",
+    "TimerEvent",
+    "TimerHandler",
+    "Timers",
     "Turn",
+    "Unit",
     "User",
 ]

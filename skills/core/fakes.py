@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from skills.core.ports import ChatMessage, LLMError
-from skills.core.types import Reply
+from skills.core.ports import ChatMessage, LLMError, Priority, StaffMember, TimerEvent, Unit
+from skills.core.types import Card, Reply
 
 
 class MemoryStore:
@@ -18,6 +18,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._records: dict[tuple[str, str], dict[str, Any]] = {}
+        self._versions: dict[tuple[str, str], int] = {}
         self._streams: dict[str, list[dict[str, Any]]] = {}
 
     async def get(self, namespace: str, key: str) -> dict[str, Any] | None:
@@ -26,12 +27,27 @@ class MemoryStore:
 
     async def put(self, namespace: str, key: str, value: Mapping[str, Any]) -> None:
         self._records[(namespace, key)] = copy.deepcopy(dict(value))
+        self._versions[(namespace, key)] = self._versions.get((namespace, key), 0) + 1
+
+    async def get_versioned(self, namespace: str, key: str) -> tuple[dict[str, Any], int] | None:
+        value = self._records.get((namespace, key))
+        return (copy.deepcopy(value), self._versions[(namespace, key)]) if value is not None else None
+
+    async def put_if_version(
+        self, namespace: str, key: str, value: Mapping[str, Any], *, expected: int | None
+    ) -> int | None:
+        current = self._versions.get((namespace, key)) if (namespace, key) in self._records else None
+        if current != expected:
+            return None
+        await self.put(namespace, key, value)
+        return self._versions[(namespace, key)]
 
     async def put_many(self, namespace: str, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
         for key, value in items:
             await self.put(namespace, key, value)
 
     async def delete(self, namespace: str, key: str) -> bool:
+        self._versions.pop((namespace, key), None)
         return self._records.pop((namespace, key), None) is not None
 
     async def scan(self, namespace: str, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -77,6 +93,7 @@ class RecordingTurn:
         self._can_stream = can_stream
         self.replies: list[Reply] = []
         self.stream_updates: list[str] = []
+        self.refreshed: list[Card] = []
         self.typing_count = 0
 
     @property
@@ -92,6 +109,9 @@ class RecordingTurn:
     async def start_stream(self, informative: str) -> RecordingStream:
         self.stream_updates.append(informative)
         return RecordingStream(self)
+
+    async def refresh(self, card: Card) -> None:
+        self.refreshed.append(card)
 
 
 class RecordingStream:
@@ -159,15 +179,76 @@ class HashEmbedder:
 
 
 class RecordingNotifier:
-    """A Notifier that records posts."""
+    """A Notifier that records posts; like the outbox, posting one key twice keeps the first."""
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, Reply, str]] = []
+        self.priorities: dict[str, Priority] = {}
         self.updates: list[tuple[str, Reply]] = []
+        self.deleted: list[str] = []
 
-    async def post(self, channel: str, reply: Reply, *, key: str) -> str:
-        self.posts.append((channel, reply, key))
-        return f"msg-{len(self.posts)}"
+    async def post(self, target: str, reply: Reply, *, key: str, priority: Priority = Priority.NORMAL) -> str:
+        if key not in self.priorities:
+            self.posts.append((target, reply, key))
+            self.priorities[key] = priority
+        return key
 
     async def update(self, message_ref: str, reply: Reply) -> None:
         self.updates.append((message_ref, reply))
+
+    async def delete(self, message_ref: str) -> None:
+        self.deleted.append(message_ref)
+
+    def latest(self, message_ref: str) -> Reply:
+        """The message as a reader would see it now: the newest update, else the post."""
+        for ref, reply in reversed(self.updates):
+            if ref == message_ref:
+                return reply
+        for _target, reply, key in self.posts:
+            if key == message_ref:
+                return reply
+        raise KeyError(message_ref)
+
+
+class ManualTimers:
+    """Timers kept in a dict; `due(clock)` pops what is due so a test fires it by hand."""
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, str], TimerEvent] = {}
+
+    async def schedule_at(self, kind: str, key: str, when: datetime, payload: Mapping[str, Any]) -> None:
+        self.pending[(kind, key)] = TimerEvent(kind, key, when, copy.deepcopy(dict(payload)))
+
+    async def cancel(self, kind: str, key: str) -> bool:
+        return self.pending.pop((kind, key), None) is not None
+
+    def due(self, now: datetime) -> list[TimerEvent]:
+        """Remove and return the timers due at `now`, oldest first."""
+        ready = sorted((t for t in self.pending.values() if t.due <= now), key=lambda t: (t.due, t.kind, t.key))
+        for timer in ready:
+            del self.pending[(timer.kind, timer.key)]
+        return ready
+
+
+class StaticDirectory:
+    """A Directory built from lists, for tests."""
+
+    def __init__(self, units: Sequence[Unit] = (), staff: Sequence[StaffMember] = ()) -> None:
+        self._units = {unit.id: unit for unit in units}
+        self._staff = list(staff)
+
+    def units(self) -> Sequence[Unit]:
+        return list(self._units.values())
+
+    def unit(self, unit_id: str) -> Unit | None:
+        return self._units.get(unit_id)
+
+    def staff(self, *, unit: str | None = None, role: str | None = None) -> Sequence[StaffMember]:
+        return [
+            member
+            for member in self._staff
+            if (unit is None or unit in member.units) and (role is None or role in member.roles)
+        ]
+
+    def known_names(self) -> frozenset[str]:
+        return frozenset(member.name for member in self._staff if member.name)

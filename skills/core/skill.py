@@ -6,12 +6,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from skills.core.ports import LLM, Clock, Embedder, Notifier, Store, Turn
+from skills.core.ports import LLM, Clock, Directory, Embedder, Notifier, Store, TimerEvent, Timers, Turn
 from skills.core.types import Feedback, Message
 
 Handler = Callable[[Message, Turn], Awaitable[None]]
 FeedbackHandler = Callable[[Feedback], Awaitable[None]]
 JobFunc = Callable[[], Awaitable[None]]
+TimerFunc = Callable[[TimerEvent], Awaitable[None]]
+HealthFunc = Callable[[], Awaitable[Mapping[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,16 @@ class Job:
     cron: Mapping[str, str] | None = None  # e.g. {"hour": "6,14,22", "minute": "30"}
     interval_seconds: int | None = None
     misfire_grace_seconds: int = 300
+    every_replica: bool = False  # False: only the leader runs it; True: each replica (e.g. reloading an index)
+    timezone: str | None = None  # cron fields in this zone instead of the host's (a unit's own clock)
+
+
+@dataclass(frozen=True, slots=True)
+class TimerHandler:
+    """Runs when a durable timer of `kind` comes due (on the leader, exactly once)."""
+
+    kind: str
+    handler: TimerFunc
 
 
 @dataclass(slots=True)
@@ -61,7 +73,9 @@ class Skill:
     fallback: Handler | None = None
     on_feedback: FeedbackHandler | None = None
     jobs: list[Job] = field(default_factory=list)
+    timers: list[TimerHandler] = field(default_factory=list)
     startup: Callable[[], Awaitable[None]] | None = None
+    health: HealthFunc | None = None  # what /readyz shows for this skill; {"ready": False, ...} holds readiness
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,4 +87,6 @@ class Context:
     notifier: Notifier | None = None
     llm: LLM | None = None
     embedder: Embedder | None = None
+    directory: Directory | None = None
+    timers: Timers | None = None
     options: Mapping[str, Any] = field(default_factory=dict)

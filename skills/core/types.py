@@ -24,6 +24,7 @@ class User:
     name: str = ""
     aad_object_id: str | None = None
     roles: frozenset[str] = frozenset()
+    units: frozenset[str] = frozenset()  # units the directory puts this person on
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from bot.storage import SqlStore
@@ -116,7 +117,7 @@ async def test_migrations_build_exactly_the_declared_schema(store: SqlStore) -> 
     async with store.engine.connect() as connection:
         differences, revision = await connection.run_sync(check)
     assert differences == []
-    assert revision == "0001"
+    assert revision == "0002"
 
 
 async def test_a_database_from_before_migrations_is_adopted(tmp_path: Path) -> None:
@@ -126,14 +127,37 @@ async def test_a_database_from_before_migrations_is_adopted(tmp_path: Path) -> N
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
     engine = create_async_engine(url)
+    old = sa.MetaData()
+    for table in metadata.tables.values():  # the first development builds' tables: records had no version yet
+        table.to_metadata(old)
+    old.tables["records"]._columns.remove(old.tables["records"].c.version)
     async with engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)  # how the first development builds made their tables
+        await connection.run_sync(old.create_all)
+        await connection.execute(sa.text("INSERT INTO records VALUES ('ns', 'k', '{\"v\": 1}', '2026-01-01')"))
     await engine.dispose()
     store = SqlStore.from_url(url)
     await store.open()
     async with store.engine.connect() as connection:
-        assert await connection.run_sync(schema_revision) == "0001"
+        assert await connection.run_sync(schema_revision) == "0002"
+    assert await store.get_versioned("ns", "k") == ({"v": 1}, 1)
     await store.close()
+
+
+async def test_compare_and_set_has_one_winner(store: SqlStore) -> None:
+    assert await store.put_if_version("cas", "alert-1", {"owner": "a"}, expected=None) == 1
+    assert await store.put_if_version("cas", "alert-1", {"owner": "b"}, expected=None) is None
+    assert await store.get_versioned("cas", "alert-1") == ({"owner": "a"}, 1)
+    results = await asyncio.gather(
+        *(store.put_if_version("cas", "alert-1", {"owner": name}, expected=1) for name in "cdefgh")
+    )
+    winners = [r for r in results if r is not None]
+    assert winners == [2]
+    value, version = await store.get_versioned("cas", "alert-1")  # type: ignore[misc]
+    assert version == 2 and value["owner"] in "cdefgh"
+    await store.put("cas", "alert-1", {"owner": "z"})  # a plain write moves the version too
+    assert await store.get_versioned("cas", "alert-1") == ({"owner": "z"}, 3)
+    assert await store.put_if_version("cas", "alert-1", {"owner": "late"}, expected=2) is None
+    assert await store.get_versioned("cas", "missing") is None
 
 
 async def test_opening_twice_is_harmless(tmp_path: Path) -> None:
