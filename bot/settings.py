@@ -262,6 +262,12 @@ class Settings:
         )
 
 
+def offline_model_environment() -> None:
+    """Before a local model library is imported: never reach a model hub, no tokenizer thread pools."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def _env_name(field_name: str) -> str:
     return next(o.env for o in OPTIONS if o.field == field_name)
 

@@ -6,7 +6,24 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN_IN_SKILLS = {"botbuilder", "botframework", "aiohttp", "openai", "msal", "bot"}
+# Skills reach the world through ports only: no web, bot, vendor, database, scheduler or retry framework.
+FORBIDDEN_IN_SKILLS = {
+    "botbuilder",
+    "botframework",
+    "aiohttp",
+    "openai",
+    "msal",
+    "bot",
+    "sqlalchemy",
+    "alembic",
+    "asyncpg",
+    "aiosqlite",
+    "apscheduler",
+    "tenacity",
+    "requests",
+    "httpx",
+    "msrest",
+}
 BOT_FRAMEWORK = {"botbuilder", "botframework"}
 
 
@@ -49,11 +66,32 @@ def test_the_checks_above_can_fail(tmp_path: Path) -> None:
     assert imported_roots(bad) >= {"aiohttp", "botbuilder", "bot"}
 
 
+def environment_uses(path: Path) -> list[int]:
+    """Lines that touch the process environment: os.environ / os.getenv / `from os import environ, getenv`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    lines = []
+    for node in ast.walk(tree):
+        names: set[str] = set()
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os":
+            names = {node.attr}
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            names = {alias.name for alias in node.names}
+        if names & {"environ", "getenv", "environb", "putenv"}:
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
 def test_only_settings_reads_the_environment() -> None:
-    readers = [
-        str(path.relative_to(ROOT))
+    readers = {
+        str(path.relative_to(ROOT)): environment_uses(path)
         for folder in ("bot", "skills")
         for path in python_files(folder)
-        if "os.environ[" in path.read_text(encoding="utf-8") or "os.getenv(" in path.read_text(encoding="utf-8")
-    ]
-    assert readers == []
+        if path != ROOT / "bot" / "settings.py" and environment_uses(path)
+    }
+    assert readers == {}
+
+
+def test_the_environment_check_can_fail(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\nfrom os import getenv\nx = os.environ.get('A')\ny = os.getenv('B')\n")
+    assert environment_uses(bad) == [2, 3, 4]
