@@ -73,11 +73,12 @@ def message(
     value: Mapping[str, Any] | None = None,
     locale: str = "en-US",
     message_id: str = "m1",
+    sender: User | None = None,
 ) -> Message:
     return Message(
         id=message_id,
         text=text,
-        user=user(who),
+        user=sender or user(who),
         conversation=Conversation(id=f"conv-{kind.value}", kind=kind),
         locale=locale,
         value=value,
