@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from skills.core.ports import ChatMessage, LLMError, Priority, TimerEvent, Turn, Unit
+from skills.core.ports import ChatMessage, LLMError, Priority, Store, TimerEvent, Turn, Unit
 from skills.core.privacy import mask_identifiers
 from skills.core.skill import Context, Job
 from skills.core.types import Citation, ConversationKind, Message, Reply, User
 from skills.handover.cards import details_card, form_card, saved_card, summary_card
 from skills.handover.ipass import SEVERITIES, parse_form
-from skills.handover.notes import AUDIT, NoteBook, SavedNote, bed_order
+from skills.handover.notes import AUDIT, VERSIONS, NoteBook, SavedNote, bed_order
 from skills.handover.shifts import Shift, ShiftCalendar, ShiftConfigError
 from skills.handover.texts import language, t
 
@@ -731,55 +731,56 @@ class Handovers:
     # --- the report -------------------------------------------------------------------------------------------
 
     async def report(self, unit_id: str, day: date, code: str | None = None) -> list[dict[str, Any]]:
-        """What was handed over on a unit's day (by shift), by whom, and what was acknowledged when."""
-        unit = self.find_unit(unit_id)
-        calendar = self.calendar(unit) if unit else None
-        if unit is None or calendar is None:
-            raise LookupError(f"unknown unit {unit_id}")
-        found = []
-        for shift in calendar.shifts_on(day):
-            if code and shift.code.lower() != code.lower():
-                continue
-            state = await self.store.get(POSTS, f"{unit.id}/{shift.id}") or {}
-            notes = {n.bed: n for n in (await self._rows(unit, shift))[1]}
-            acks = dict(state.get("acks") or {})
-            beds = []
-            for row in state.get("beds") or (await self._rows(unit, shift))[0]:
-                bed = str(row["bed"])
-                note = notes.get(bed)
-                ack = acks.get(bed) or {}
-                beds.append(
-                    {
-                        "bed": bed,
-                        "severity": row.get("severity", ""),
-                        "open_actions": row.get("open_actions", 0),
-                        "has_note": bool(row.get("has_note")),
-                        "version": note.version if note else None,
-                        "written_by": note.author_name if note else None,
-                        "saved_at": note.saved_at.isoformat() if note else None,
-                        "late_edit": bool(note and note.late),
-                        "acknowledged_by": ack.get("name"),
-                        "acknowledged_at": ack.get("at"),
-                        "synthesis": ack.get("synthesis") or None,
-                    }
-                )
-            found.append(
+        """What was handed over on a unit's day; see `handover_report`."""
+        return await handover_report(self.store, unit_id, day, code)
+
+
+async def handover_report(store: Store, unit_id: str, day: date, code: str | None = None) -> list[dict[str, Any]]:
+    """Each recorded handover of the shifts that started on a unit's local day: the beds as handed over (the note
+    versions on the card), who wrote them, who acknowledged what and when. Read from the store alone, so the CLI
+    needs no directory; no patient names or record numbers."""
+    found = []
+    for key, state in await store.scan(POSTS, f"{unit_id}/{day.isoformat()}/"):
+        shift_id = key.split("/", 1)[1]
+        if code and shift_id.rsplit("/", 1)[1].lower() != code.lower():
+            continue
+        acks = dict(state.get("acks") or {})
+        beds = []
+        for row in state.get("beds") or []:
+            bed = str(row["bed"])
+            version = int(row.get("version") or 0)
+            note = await store.get(VERSIONS, f"{unit_id}/{bed}/{version:06d}") if version else None
+            ack = acks.get(bed) or {}
+            beds.append(
                 {
-                    "unit": unit.id,
-                    "shift": shift.id,
-                    "start": shift.start.isoformat(),
-                    "end": shift.end.isoformat(),
-                    "handover_at": shift.handover_at.isoformat(),
-                    "status": state.get("status", "pending"),
-                    "posted_at": state.get("posted_at"),
-                    "posted_by": state.get("posted_by"),
-                    "late": bool(state.get("late")),
-                    "unit_acknowledged_by": (state.get("unit_ack") or {}).get("name"),
-                    "unit_acknowledged_at": (state.get("unit_ack") or {}).get("at"),
-                    "beds": beds,
+                    "bed": bed,
+                    "severity": row.get("severity") or None,
+                    "open_actions": row.get("open_actions", 0),
+                    "has_note": bool(row.get("has_note")),
+                    "version": version or None,
+                    "written_by": note.get("author_name") if note else None,
+                    "saved_at": note.get("saved_at") if note else None,
+                    "acknowledged_by": ack.get("name"),
+                    "acknowledged_at": ack.get("at"),
+                    "synthesis": ack.get("synthesis") or None,
                 }
             )
-        return found
+        unit_ack = state.get("unit_ack") or {}
+        found.append(
+            {
+                "unit": unit_id,
+                "shift": shift_id,
+                "status": state.get("status"),
+                "posted_at": state.get("posted_at"),
+                "posted_by": state.get("posted_by"),
+                "late": bool(state.get("late")),
+                "missed_at": state.get("missed_at"),
+                "unit_acknowledged_by": unit_ack.get("name"),
+                "unit_acknowledged_at": unit_ack.get("at"),
+                "beds": beds,
+            }
+        )
+    return found
 
 
 def _bind(func: Callable[[str], Any], unit_id: str) -> Callable[[], Any]:

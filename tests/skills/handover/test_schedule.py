@@ -248,8 +248,5 @@ async def test_report_says_who_handed_over_and_who_acknowledged(world: World) ->
     assert beds["3"]["written_by"] == "Park Nurse" and beds["3"]["acknowledged_by"] == "Park Nurse"
     assert beds["12"]["acknowledged_by"] is None
     assert "Jane Roe" not in str(report)
-    assert [r["shift"] for r in await handovers.report("7W", date(2026, 11, 29))] == [
-        "2026-11-29/D",
-        "2026-11-29/E",
-        "2026-11-29/N",
-    ]
+    assert [r["shift"] for r in await handovers.report("7W", date(2026, 11, 29))] == ["2026-11-29/E"]
+    assert await handovers.report("7W", date(2026, 11, 29), "N") == []
