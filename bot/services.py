@@ -77,9 +77,9 @@ async def build_services(settings: Settings) -> Services:
         },
     )
     skills = [
+        protocols.create_skill(context, library, folder),
         handover.create_skill(context),  # without a directory it answers that handovers are not set up
         broadcast.create_skill(context),
-        protocols.create_skill(context, library, folder),
     ]
     log.info(
         "services ready",

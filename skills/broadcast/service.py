@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import logging
+import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ ITEMS = "broadcast.items"  # id -> the broadcast, where it went and who acknowle
 IDS = "broadcast.ids"  # an append-only stream whose sequence numbers name broadcasts (B12)
 AUDIT = "broadcast.audit"
 SEND_TIMER = "broadcast.send"
+_CAS_ATTEMPTS = 50
 MANAGER = "manager"
 MAX_TEXT = 4000
 _COMMAND = re.compile(
@@ -251,7 +254,9 @@ class Broadcasts:
         self, broadcast_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
     ) -> dict[str, Any] | None:
         """Read-modify-write one broadcast with compare-and-set (acknowledgements arrive from many units at once)."""
-        for _attempt in range(16):
+        for attempt in range(_CAS_ATTEMPTS):
+            if attempt:  # fifty units acknowledging at once: spread the retries out
+                await asyncio.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311 - jitter, not security
             found = await self.store.get_versioned(ITEMS, broadcast_id)
             if found is None:
                 return None

@@ -30,6 +30,7 @@ def create_skill(context: Context) -> Skill:
         ],
         jobs=handovers.jobs(),
         timers=[TimerHandler(ACK_TIMER, handovers.on_ack_timer)],
+        health=handovers.health,
     )
 
 

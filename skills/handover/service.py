@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 POSTS = "handover.posts"  # "{unit}/{shift id}" -> what was handed over, its card and the acknowledgements
 ACK_TIMER = "handover.ack_reminder"
+_CAS_ATTEMPTS = 50
 _BED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,7}$")
 _POST_ROLES = frozenset({"charge", "manager"})
 _SUMMARY_PROMPT = (
@@ -79,6 +82,14 @@ class Handovers:
             if self.calendar(unit) is not None:
                 found.append(unit)
         return found
+
+    async def health(self) -> dict[str, Any]:
+        """For /readyz: how many units run handovers, and which ones cannot (their shifts or zone are unusable)."""
+        directory = self.context.directory
+        if directory is None:
+            return {"ready": True, "handover": "no directory"}
+        broken = [u.id for u in directory.units() if self.calendar(u) is None]
+        return {"ready": True, "units": len(directory.units()) - len(broken), "misconfigured_units": broken}
 
     def calendar(self, unit: Unit) -> ShiftCalendar | None:
         cached = self._calendars.get(unit.id)
@@ -329,7 +340,9 @@ class Handovers:
         self, key: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
     ) -> dict[str, Any] | None:
         """Read-modify-write a handover record with compare-and-set; `change` returns None to leave it alone."""
-        for _attempt in range(8):
+        for attempt in range(_CAS_ATTEMPTS):
+            if attempt:  # a whole shift pressing Acknowledge at once: spread the retries out
+                await asyncio.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311 - jitter, not security
             found = await self.store.get_versioned(POSTS, key)
             current, version = (found[0], found[1]) if found else ({}, None)
             updated = change(dict(current))

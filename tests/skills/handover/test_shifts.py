@@ -113,9 +113,10 @@ def test_jobs_fire_at_each_units_handover_in_its_own_zone(world: World) -> None:
             assert early == fire - timedelta(minutes=30)
 
 
-def test_a_unit_with_a_broken_calendar_is_left_out_not_fatal(world: World) -> None:
+async def test_a_unit_with_a_broken_calendar_is_left_out_not_fatal(world: World) -> None:
     broken = Unit(id="BAD", timezone="Nowhere/City")
     world.directory = type(world.directory)([*UNITS, broken], [])
     handovers = Handovers(world.context())
     assert "BAD" not in {u.id for u in handovers.units()}
     assert not any(".BAD." in job.id for job in handovers.jobs())
+    assert await handovers.health() == {"ready": True, "units": 3, "misconfigured_units": ["BAD"]}
