@@ -704,6 +704,8 @@ class Handovers:
         """Per unit and shift change: the handover and the no-notes reminder, cron in the unit's zone, leader only;
         plus one sweep that posts (or marks missed) what a restart skipped."""
         jobs: list[Job] = []
+        if self.context.notifier is None:  # nowhere to post: the commands still answer, nothing is scheduled
+            return jobs
         for unit in self.units():
             calendar = self.calendar(unit)
             assert calendar is not None

@@ -134,7 +134,9 @@ async def test_patient_details_are_refused_outside_a_personal_chat(world: World)
 async def test_korean_locale_and_bed_resolution(world: World) -> None:
     handovers = Handovers(world.context())
     turn = await open_form(world, handovers, "인계 12", locale="ko-KR")
-    assert "I-PASS 인계 · 7W 12번 병상" in str(turn.replies[0].card.content)  # type: ignore[union-attr]
+    assert turn.replies[0].card is not None
+    snapshot("ipass_form_new_ko", turn.replies[0].card.content)
+    assert "I-PASS 인계 · 7W 12번 병상" in str(turn.replies[0].card.content)
     turn = await open_form(world, handovers, "handover 5", who="aad-manager")  # on two units: must name one
     assert "7W-12" in turn.replies[0].text and turn.replies[0].card is None
     turn = await open_form(world, handovers, "handover 9Z-3")
@@ -148,6 +150,7 @@ async def test_korean_locale_and_bed_resolution(world: World) -> None:
 async def test_without_a_directory_it_says_so(world: World) -> None:
     skill = create_skill(world.context(directory=None))
     assert skill.jobs == []
+    assert create_skill(world.context(notifier=None)).jobs == []  # nowhere to post: nothing scheduled
     sent = message("handover 12")
     turn = world.turn(sent)
     await skill.commands[0].handler(sent, turn)

@@ -250,3 +250,15 @@ async def test_report_says_who_handed_over_and_who_acknowledged(world: World) ->
     assert "Jane Roe" not in str(report)
     assert [r["shift"] for r in await handovers.report("7W", date(2026, 11, 29))] == ["2026-11-29/E"]
     assert await handovers.report("7W", date(2026, 11, 29), "N") == []
+
+
+async def test_a_korean_unit_gets_a_korean_card_on_its_twelve_hour_clock(world: World) -> None:
+    handovers = Handovers(world.context())
+    sent = message(value=filled(unit="ICU", bed="4", severity="unstable"), who="aad-icu", locale="ko-KR")
+    await handovers.on_save(sent, world.turn(sent))  # 20:00 in Seoul: the ICU night shift started at 19:00
+    world.set_time(kst(2026, 11, 30, 6, 30))
+    await handovers.sweep()
+    (_target, reply, key) = next(p for p in world.notifier.posts if p[0] == "unit:ICU")
+    assert key == "handover:ICU/2026-11-29/N" and reply.card is not None
+    snapshot("handover_summary_ko", reply.card.content)
+    assert "근무 인계 · ICU · N 11-29 19:00 → D 07:00" in str(reply.card.content)
