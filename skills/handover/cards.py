@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -300,49 +301,64 @@ def summary_card(lang: str, board: Mapping[str, Any]) -> Card:
     return card(body, actions)
 
 
-def details_card(lang: str, title: str, notes: Sequence[SavedNote], clock_label: Mapping[int, str]) -> Card:
-    """The full notes of a shift, sickest first: only ever sent to a 1:1 chat."""
-    body: list[dict[str, Any]] = [text(title, size="Medium", weight="Bolder")]
+DETAILS_BUDGET = 40_000  # bytes of card JSON per message: Teams takes about 100 KB (80 KB recommended) with text
+
+
+def details_cards(lang: str, title: str, notes: Sequence[SavedNote], clock_label: Mapping[int, str]) -> list[Card]:
+    """The full notes of a shift, sickest first, split over as many cards as their size needs: 1:1 chats only."""
     if not notes:
-        body.append(text(t(lang, "details_none")))
+        return [card([text(title, size="Medium", weight="Bolder"), text(t(lang, "details_none"))])]
+    cards: list[Card] = []
+    body: list[dict[str, Any]] = [text(title, size="Medium", weight="Bolder")]
+    size = 0
     for index, saved in enumerate(notes):
-        note = saved.note
-        facts = [{"title": t(lang, "severity"), "value": t(lang, f"sev_{note.severity}")}]
-        if note.patient:
-            facts.append({"title": t(lang, "patient"), "value": note.patient})
-        if note.record_number:
-            facts.append({"title": t(lang, "record_number"), "value": note.record_number})
-        for name in ("allergies", "lines", "pending"):
-            if note.extras.get(name):
-                facts.append({"title": t(lang, name), "value": note.extras[name]})
-        if note.extras.get("code_status"):
-            facts.append({"title": t(lang, "code_status"), "value": t(lang, f"code_{note.extras['code_status']}")})
-        if note.extras.get("isolation"):
-            facts.append({"title": t(lang, "isolation"), "value": t(lang, f"iso_{note.extras['isolation']}")})
-        items: list[dict[str, Any]] = [
-            text(
-                f"[{index + 1}] {t(lang, 'bed')} {saved.bed} · v{saved.version} · {saved.author_name}"
-                f" {clock_label.get(index, '')}",
-                weight="Bolder",
-                color=_SEVERITY_COLOR.get(note.severity, "Default"),
-            ),
-            {"type": "FactSet", "facts": facts},
-            text(f"**{t(lang, 'summary')}**: {note.summary}"),
+        container = _note_container(lang, index, saved, clock_label.get(index, ""))
+        weight = len(json.dumps(container, ensure_ascii=False).encode())
+        if size and size + weight > DETAILS_BUDGET:
+            cards.append(card(body))
+            body, size = [text(f"{title} ({len(cards) + 1})", weight="Bolder")], 0
+        body.append(container)
+        size += weight
+    cards.append(card(body))
+    return cards
+
+
+def _note_container(lang: str, index: int, saved: SavedNote, saved_label: str) -> dict[str, Any]:
+    note = saved.note
+    facts = [{"title": t(lang, "severity"), "value": t(lang, f"sev_{note.severity}")}]
+    if note.patient:
+        facts.append({"title": t(lang, "patient"), "value": note.patient})
+    if note.record_number:
+        facts.append({"title": t(lang, "record_number"), "value": note.record_number})
+    for name in ("allergies", "lines", "pending"):
+        if note.extras.get(name):
+            facts.append({"title": t(lang, name), "value": note.extras[name]})
+    if note.extras.get("code_status"):
+        facts.append({"title": t(lang, "code_status"), "value": t(lang, f"code_{note.extras['code_status']}")})
+    if note.extras.get("isolation"):
+        facts.append({"title": t(lang, "isolation"), "value": t(lang, f"iso_{note.extras['isolation']}")})
+    items: list[dict[str, Any]] = [
+        text(
+            f"[{index + 1}] {t(lang, 'bed')} {saved.bed} · v{saved.version} · {saved.author_name} {saved_label}",
+            weight="Bolder",
+            color=_SEVERITY_COLOR.get(note.severity, "Default"),
+        ),
+        {"type": "FactSet", "facts": facts},
+        text(f"**{t(lang, 'summary')}**: {note.summary}"),
+    ]
+    if note.actions:
+        lines = [
+            f"- {'~~' if a.done else ''}{a.item}{'~~' if a.done else ''}"
+            + (f" · {a.owner}" if a.owner else "")
+            + (f" · {a.due}" if a.due else "")
+            for a in note.actions
         ]
-        if note.actions:
-            lines = [
-                f"- {'~~' if a.done else ''}{a.item}{'~~' if a.done else ''}"
-                + (f" · {a.owner}" if a.owner else "")
-                + (f" · {a.due}" if a.due else "")
-                for a in note.actions
-            ]
-            items.append(text(f"**{t(lang, 'actions')}**\n" + "\n".join(lines)))
-        if note.awareness:
-            items.append(text(f"**{t(lang, 'awareness')}**: {note.awareness}"))
-        if note.contingencies:
-            plans = "\n".join(f"- {t(lang, 'if')} {c.condition} → {c.then}" for c in note.contingencies)
-            items.append(text(f"**{t(lang, 'contingencies')}**\n{plans}"))
-        if note.synthesis:
-            items.append(text(f"**{t(lang, 'synthesis')}**: {note.synthesis}"))
-        body.append({"type": "Container", "separator": True, "items": items})
-    return card(body)
+        items.append(text(f"**{t(lang, 'actions')}**\n" + "\n".join(lines)))
+    if note.awareness:
+        items.append(text(f"**{t(lang, 'awareness')}**: {note.awareness}"))
+    if note.contingencies:
+        plans = "\n".join(f"- {t(lang, 'if')} {c.condition} → {c.then}" for c in note.contingencies)
+        items.append(text(f"**{t(lang, 'contingencies')}**\n{plans}"))
+    if note.synthesis:
+        items.append(text(f"**{t(lang, 'synthesis')}**: {note.synthesis}"))
+    return {"type": "Container", "separator": True, "items": items}

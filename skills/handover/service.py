@@ -15,7 +15,7 @@ from skills.core.ports import ChatMessage, LLMError, Priority, Store, TimerEvent
 from skills.core.privacy import mask_identifiers
 from skills.core.skill import Context, Job
 from skills.core.types import Citation, ConversationKind, Message, Reply, User
-from skills.handover.cards import details_card, form_card, saved_card, summary_card
+from skills.handover.cards import details_cards, form_card, saved_card, summary_card
 from skills.handover.ipass import SEVERITIES, parse_form
 from skills.handover.notes import AUDIT, VERSIONS, NoteBook, SavedNote, bed_order
 from skills.handover.shifts import Shift, ShiftCalendar, ShiftConfigError
@@ -282,9 +282,10 @@ class Handovers:
 
     async def _rows(self, unit: Unit, shift: Shift) -> tuple[list[dict[str, Any]], list[SavedNote]]:
         """The beds of a shift's handover, sickest first, and the notes written in that shift."""
-        notes = [n for n in await self.notes.unit_notes(unit.id) if n.shift_id == shift.id]
+        every = await self.notes.unit_notes(unit.id)
+        notes = [n for n in every if n.shift_id == shift.id]
         by_bed = {n.bed: n for n in notes}
-        known = {str(b) for b in unit.options.get("beds", [])} | {n.bed for n in await self.notes.unit_notes(unit.id)}
+        known = {str(b) for b in unit.options.get("beds", [])} | {n.bed for n in every}
         rank = {s: i for i, s in enumerate(SEVERITIES)}
         rows: list[dict[str, Any]] = []
         for bed in known:
@@ -389,7 +390,8 @@ class Handovers:
             await self.context.timers.schedule_at(
                 ACK_TIMER,
                 key,
-                shift.end + timedelta(minutes=self.options.ack_reminder_minutes),
+                # posted late (after a restart): the receivers still get their 30 minutes
+                max(shift.end, now) + timedelta(minutes=self.options.ack_reminder_minutes),
                 {"unit": unit.id, "shift_id": shift.id},
             )
         await self._audit(
@@ -454,7 +456,10 @@ class Handovers:
         calendar = self.calendar(unit) if unit else None
         if unit is None or calendar is None or self.context.notifier is None:
             return
-        shift = calendar.next_handover(self.clock.now())
+        now = self.clock.now()
+        shift = calendar.next_handover(now)
+        if shift.handover_at - now > timedelta(minutes=self.options.no_notes_reminder_minutes + 5):
+            return  # a late-fired reminder must not nag about a shift that has only just begun
         rows, _notes = await self._rows(unit, shift)
         if any(r["has_note"] for r in rows):
             return
@@ -561,31 +566,40 @@ class Handovers:
         if unit.id not in message.user.units:
             await turn.send(Reply(text=t(lang, "not_on_unit", unit=unit.id)))
             return
-        reply = await self.details(lang, unit, shift)
+        replies = await self.details(lang, unit, shift)
         if message.conversation.kind == ConversationKind.PERSONAL:
-            await turn.send(reply)
+            for reply in replies:
+                await turn.send(reply)
         else:
             if not message.user.aad_object_id or self.context.notifier is None:
                 await turn.send(Reply(text=t(lang, "need_personal_chat")))
                 return
-            await self.context.notifier.post(
-                f"user:{message.user.aad_object_id}",
-                reply,
-                key=f"handover.details:{unit.id}/{shift.id}:{message.user.aad_object_id}:{message.id}",
-            )
+            for part, reply in enumerate(replies):
+                await self.context.notifier.post(
+                    f"user:{message.user.aad_object_id}",
+                    reply,
+                    key=f"handover.details:{unit.id}/{shift.id}:{message.user.aad_object_id}:{message.id}:{part}",
+                )
         await self._audit("viewed", unit.id, shift_id=shift.id, actor=_user_ref(message.user), what="details")
 
-    async def details(self, lang: str, unit: Unit, shift: Shift) -> Reply:
-        """The full notes of a shift, with an AI summary cited to the beds when a model is configured."""
+    async def details(self, lang: str, unit: Unit, shift: Shift) -> list[Reply]:
+        """The full notes of a shift (several messages when large), the first with an AI summary cited to the beds
+        when a model is configured."""
         _rows, notes = await self._rows(unit, shift)
         title = t(lang, "details_title", unit=unit.id, shift=shift.id)
         labels = {i: self._local(unit, n.saved_at) for i, n in enumerate(notes)}
-        card = details_card(lang, title, notes, labels)
+        cards = details_cards(lang, title, notes, labels)
+        replies = [Reply(text=title, card=card, skill="handover") for card in cards]
         summary, citations = await self._ai_summary(lang, unit, notes)
-        if not summary:
-            return Reply(text=title, card=card, skill="handover")
-        text = f"{t(lang, 'ai_summary_intro')}\n\n{summary}"
-        return Reply(text=text, card=card, citations=citations, ai_generated=True, skill="handover")
+        if summary:
+            replies[0] = Reply(
+                text=f"{t(lang, 'ai_summary_intro')}\n\n{summary}",
+                card=cards[0],
+                citations=citations,
+                ai_generated=True,
+                skill="handover",
+            )
+        return replies
 
     async def _ai_summary(self, lang: str, unit: Unit, notes: Sequence[SavedNote]) -> tuple[str, list[Citation]]:
         """A short summary of the structured notes, identifiers masked before anything leaves the process."""
