@@ -111,38 +111,36 @@ def form_card(
     for index in range(ACTION_ROWS):
         action = rows[index] if index < len(rows) else None
         n = index + 1
+        # Two rows per to-do: four inputs side by side are unreadable in a chat-width card.
+        body.append(_input_text(f"action_{n}_item", f"{t(lang, 'action_item')} {n}", action.item if action else ""))
         body.append(
             {
                 "type": "ColumnSet",
+                "spacing": "Small",
                 "columns": [
                     {
                         "type": "Column",
                         "width": "stretch",
-                        "items": [
-                            _input_text(
-                                f"action_{n}_item",
-                                f"{t(lang, 'action_item')} {n}",
-                                action.item if action else "",
-                            )
-                        ],
-                    },
-                    {
-                        "type": "Column",
-                        "width": "auto",
                         "items": [
                             _input_text(f"action_{n}_owner", t(lang, "action_owner"), action.owner if action else "")
                         ],
                     },
                     {
                         "type": "Column",
-                        "width": "auto",
+                        "width": "stretch",
                         "items": [
-                            {"type": "Input.Time", "id": f"action_{n}_due", "value": action.due if action else ""}
+                            {
+                                "type": "Input.Time",
+                                "id": f"action_{n}_due",
+                                "label": t(lang, "action_due"),
+                                "value": action.due if action else "",
+                            }
                         ],
                     },
                     {
                         "type": "Column",
                         "width": "auto",
+                        "verticalContentAlignment": "Bottom",
                         "items": [
                             {
                                 "type": "Input.Toggle",
