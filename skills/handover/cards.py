@@ -68,6 +68,7 @@ def form_card(
     errors: Sequence[str] = (),
     notice: str = "",
     local_time: str = "",
+    base: int | None = None,
 ) -> Card:
     """The I-PASS form, prefilled from `note` (the bed's last note, or what the user just submitted)."""
     note = note or IPassNote(severity="", summary="")
@@ -204,7 +205,9 @@ def form_card(
         _input_text("patient", t(lang, "patient"), note.patient),
         _input_text("record_number", t(lang, "record_number"), note.record_number),
     ]
-    data = {"verb": "handover.save", "unit": unit, "bed": bed, "base": current.version if current else 0}
+    if base is None:
+        base = current.version if current else 0
+    data = {"verb": "handover.save", "unit": unit, "bed": bed, "base": base}
     return card(body, [execute(t(lang, "save"), data, style="positive")])
 
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 from skills.core.ports import ChatMessage, LLMError, Priority, Store, TimerEvent, Turn, Unit
 from skills.core.privacy import mask_identifiers
 from skills.core.skill import Context, Job
-from skills.core.types import Citation, ConversationKind, Message, Reply, User
+from skills.core.types import Card, Citation, ConversationKind, Message, Reply, User
 from skills.handover.cards import details_cards, form_card, saved_card, summary_card
 from skills.handover.ipass import SEVERITIES, parse_form
 from skills.handover.notes import AUDIT, VERSIONS, NoteBook, SavedNote, bed_order
@@ -176,7 +176,8 @@ class Handovers:
         errors: Sequence[str] = (),
         notice: str = "",
         submitted: Mapping[str, Any] | None = None,
-    ) -> Any:
+    ) -> Card:
+        """The form for a bed: the newest note, or what was just submitted (keeping the version it was based on)."""
         calendar = self.calendar(unit)
         assert calendar is not None  # units() only returns units with a calendar
         current = await self.notes.current(unit.id, bed)
@@ -191,6 +192,7 @@ class Handovers:
             errors=errors,
             notice=notice,
             local_time=self._local(unit, current.saved_at, "%m-%d %H:%M") if current else "",
+            base=_base_version(submitted) if submitted is not None else None,
         )
 
     # --- card actions on the form -----------------------------------------------------------------------------
@@ -239,8 +241,7 @@ class Handovers:
         shift = calendar.shift_at(now)
         state = await self.store.get(POSTS, f"{unit.id}/{shift.id}")
         late = state is not None and state.get("status") == "posted"
-        base = data.get("base")
-        base_version = int(base) if isinstance(base, int | str) and str(base).isdigit() and int(base) > 0 else None
+        base_version = _base_version(data)
         draft = SavedNote(
             unit=unit.id,
             bed=bed,
@@ -812,7 +813,13 @@ async def handover_report(store: Store, unit_id: str, day: date, code: str | Non
     return found
 
 
-def _bind(func: Callable[[str], Any], unit_id: str) -> Callable[[], Any]:
+def _base_version(data: Mapping[str, Any]) -> int | None:
+    """The note version a submitted form was opened on (None: a new note)."""
+    base = data.get("base")
+    return int(base) if isinstance(base, int | str) and str(base).isdigit() and int(base) > 0 else None
+
+
+def _bind(func: Callable[[str], Awaitable[None]], unit_id: str) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         await func(unit_id)
 

@@ -105,6 +105,9 @@ async def test_a_stale_form_does_not_overwrite_a_newer_version(world: World) -> 
     current = await NoteBook(world.store).current("7W", "12")
     assert current is not None and current.version == 2 and current.note.summary == "Second nurse's update"
     assert "newer version (v2)" in str(turn.refreshed[0].content)
+    # an invalid stale form keeps the version it was opened on, so fixing it cannot silently overwrite v2
+    turn = await save(world, handovers, filled(base=1, summary=""))
+    assert turn.refreshed[0].content["actions"][0]["data"]["base"] == 1
 
 
 async def test_edits_after_the_handover_is_posted_are_marked_late(world: World) -> None:
