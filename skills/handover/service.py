@@ -113,6 +113,16 @@ class Handovers:
         calendar = self.calendar(unit)
         return moment.astimezone(calendar.zone).strftime(fmt) if calendar else moment.isoformat()
 
+    def _minutes(self, unit: Unit, name: str) -> int:
+        """A timing for this unit: its directory options (`handover_grace_minutes`, ...) override the defaults."""
+        default = {
+            "grace": self.options.grace_minutes,
+            "reminder": self.options.no_notes_reminder_minutes,
+            "ack_reminder": self.options.ack_reminder_minutes,
+        }[name]
+        value = unit.options.get(f"handover_{name}_minutes", default)
+        return value if isinstance(value, int) and 0 <= value <= 720 else default
+
     def _card_language(self, unit: Unit) -> str:
         return str(unit.options.get("language", self.options.language))
 
@@ -392,7 +402,7 @@ class Handovers:
                 ACK_TIMER,
                 key,
                 # posted late (after a restart): the receivers still get their 30 minutes
-                max(shift.end, now) + timedelta(minutes=self.options.ack_reminder_minutes),
+                max(shift.end, now) + timedelta(minutes=self._minutes(unit, "ack_reminder")),
                 {"unit": unit.id, "shift_id": shift.id},
             )
         await self._audit(
@@ -427,7 +437,7 @@ class Handovers:
         state = await self.store.get(POSTS, key)
         if state is not None and state.get("status") in ("posted", "missed"):
             return
-        if now > shift.end + timedelta(minutes=self.options.grace_minutes):
+        if now > shift.end + timedelta(minutes=self._minutes(unit, "grace")):
             missed = await self._change_state(
                 key,
                 lambda s: (
@@ -459,7 +469,7 @@ class Handovers:
             return
         now = self.clock.now()
         shift = calendar.next_handover(now)
-        if shift.handover_at - now > timedelta(minutes=self.options.no_notes_reminder_minutes + 5):
+        if shift.handover_at - now > timedelta(minutes=self._minutes(unit, "reminder") + 5):
             return  # a late-fired reminder must not nag about a shift that has only just begun
         rows, _notes = await self._rows(unit, shift)
         if any(r["has_note"] for r in rows):
@@ -727,7 +737,7 @@ class Handovers:
             for start, code in zip(calendar.starts, calendar.codes, strict=True):
                 minutes = start.hour * 60 + start.minute
                 handover = (minutes - unit.handover_lead_minutes) % 1440
-                reminder = (handover - self.options.no_notes_reminder_minutes) % 1440
+                reminder = (handover - self._minutes(unit, "reminder")) % 1440
                 unit_id = unit.id
                 jobs.append(
                     Job(
@@ -735,7 +745,7 @@ class Handovers:
                         func=_bind(self.run_due, unit_id),
                         cron={"hour": str(handover // 60), "minute": str(handover % 60)},
                         timezone=unit.timezone,
-                        misfire_grace_seconds=self.options.grace_minutes * 60,
+                        misfire_grace_seconds=self._minutes(unit, "grace") * 60,
                     )
                 )
                 jobs.append(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from skills.core.fakes import ScriptedLLM
+from skills.core.fakes import ScriptedLLM, StaticDirectory
+from skills.core.ports import Unit
 from skills.core.types import ConversationKind
 from skills.handover.notes import AUDIT
 from skills.handover.service import ACK_TIMER, POSTS, Handovers
@@ -282,3 +283,13 @@ async def test_large_details_are_split_under_the_teams_message_size(world: World
     assert all(len(json.dumps(p[1].card.content, ensure_ascii=False).encode()) < 60_000 for p in parts)  # type: ignore[union-attr]
     shown = "".join(json.dumps(p[1].card.content, ensure_ascii=False) for p in parts)  # type: ignore[union-attr]
     assert all(f"Bed {bed} ·" in shown for bed in range(1, 41))
+
+
+async def test_a_unit_may_set_its_own_grace(world: World) -> None:
+    relaxed = Unit(id="7W", shifts=("07:00", "15:00", "23:00"), options={"handover_grace_minutes": 120})
+    world.directory = StaticDirectory([relaxed], [])
+    handovers = Handovers(world.context())
+    await write_notes(world, handovers)
+    world.set_time(kst(2026, 11, 30, 0, 30))  # 90 minutes into the night shift: inside this unit's two hours
+    await handovers.sweep()
+    assert len([p for p in world.notifier.posts if p[0] == "unit:7W"]) == 1
