@@ -11,7 +11,7 @@ from bot.embeddings import LocalEmbedder, local_model_available
 from bot.llm import AzureChat, AzureEmbedder, AzureOpenAIClient
 from bot.settings import Settings, SettingsError
 from bot.storage import SqlStore
-from skills import protocols
+from skills import broadcast, handover, protocols
 from skills.core.ports import LLM, Embedder
 from skills.core.router import Router
 from skills.core.skill import Context, Skill
@@ -76,7 +76,11 @@ async def build_services(settings: Settings) -> Services:
             "documents_base_url": settings.protocols_base_url,
         },
     )
-    skills = [protocols.create_skill(context, library, folder)]
+    skills = [
+        protocols.create_skill(context, library, folder),
+        handover.create_skill(context),  # without a directory it answers that handovers are not set up
+        broadcast.create_skill(context),
+    ]
     log.info(
         "services ready",
         extra={
