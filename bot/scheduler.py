@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -18,10 +19,15 @@ log = logging.getLogger(__name__)
 
 
 class JobScheduler:
-    """One scheduler per process; every job error goes to one handler, nothing is skipped silently."""
+    """One scheduler per process; every job error goes to one handler, nothing is skipped silently.
 
-    def __init__(self, timezone: str) -> None:
+    Every replica keeps every job scheduled; a job with `every_replica=False` does its work only while `is_leader()`
+    says so (checked when it fires), so a takeover needs no re-scheduling and misfire grace keeps its meaning.
+    """
+
+    def __init__(self, timezone: str, *, is_leader: Callable[[], bool] = lambda: True) -> None:
         self.timezone = timezone
+        self.is_leader = is_leader
         self.scheduler = AsyncIOScheduler(
             timezone=timezone,
             job_defaults={"coalesce": True, "max_instances": 1},
@@ -35,14 +41,21 @@ class JobScheduler:
 
     def add(self, job: Job) -> None:
         trigger: Any
+        zone = job.timezone or self.timezone
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"job {job.id} has an unknown timezone {zone!r}") from None
         if job.cron is not None:
-            trigger = CronTrigger(timezone=self.timezone, **dict(job.cron))
+            trigger = CronTrigger(timezone=zone, **dict(job.cron))
         elif job.interval_seconds:
             trigger = IntervalTrigger(seconds=job.interval_seconds, timezone=self.timezone)
         else:
             raise ValueError(f"job {job.id} has neither cron nor interval")
 
         async def run() -> None:
+            if not job.every_replica and not self.is_leader():
+                return  # the leader runs it
             token = bind(job_id=job.id)
             try:
                 await job.func()
