@@ -1,0 +1,120 @@
+"""Leader election (advisory lock on PostgreSQL, flock on SQLite) and leader-only scheduled jobs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from bot.leader import FileLeadership, PostgresLeadership, SoleLeadership, leadership_for
+from bot.scheduler import JobScheduler
+from skills.core.skill import Job, Skill
+from tests.bot.test_storage import POSTGRES_SERVER, postgres_up
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[str]:
+    if not postgres_up():
+        pytest.fail("PostgreSQL is not running on 127.0.0.1:5432")
+    name = f"wardline_test_{uuid.uuid4().hex[:12]}"
+    server = await asyncpg.connect(POSTGRES_SERVER)
+    await server.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    await server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    await server.close()
+
+
+async def test_one_postgres_leader_and_takeover_when_it_closes(database: str) -> None:
+    changes: list[tuple[str, bool]] = []
+    first, second = PostgresLeadership(database), PostgresLeadership(database)
+
+    def record(name: str):  # type: ignore[no-untyped-def]
+        async def listener(leading: bool) -> None:
+            changes.append((name, leading))
+
+        return listener
+
+    first.subscribe(record("first"))
+    second.subscribe(record("second"))
+    assert await first.check() is True
+    assert await second.check() is False
+    assert await first.check() is True, "the leader confirms it still holds the lock"
+    await first.close()
+    assert await second.check() is True
+    assert changes == [("first", True), ("first", False), ("second", True)]
+    await second.close()
+
+
+async def test_a_leader_whose_connection_dies_steps_down_and_a_follower_takes_over(database: str) -> None:
+    first, second = PostgresLeadership(database), PostgresLeadership(database)
+    assert await first.check() is True
+    assert await second.check() is False
+    admin = await asyncpg.connect(POSTGRES_SERVER)
+    try:  # the server ends the leader's session, as when its host vanishes and keepalives give up
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = 22340"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = $1)",
+            database.rsplit("/", 1)[1],
+        )
+    finally:
+        await admin.close()
+    assert await first.check() is False, "never act as leader without the lock"
+    assert await second.check() is True
+    assert await first.check() is False
+    await first.close()
+    await second.close()
+
+
+async def test_sqlite_leadership_is_a_file_lock(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
+    first, second = leadership_for(url), leadership_for(url)
+    assert isinstance(first, FileLeadership)
+    assert await first.check() is True
+    assert await second.check() is False
+    await first.close()
+    assert await second.check() is True
+    await second.close()
+    assert isinstance(leadership_for("sqlite+aiosqlite:///:memory:"), SoleLeadership)
+    assert isinstance(leadership_for("postgresql+asyncpg://u@127.0.0.1/db"), PostgresLeadership)
+
+
+async def test_leader_only_jobs_run_only_on_the_leader() -> None:
+    ran: list[str] = []
+    leading = False
+
+    def job(name: str, *, every_replica: bool) -> Job:
+        async def func() -> None:
+            ran.append(name)
+
+        return Job(id=name, func=func, interval_seconds=60, every_replica=every_replica)
+
+    scheduler = JobScheduler("Asia/Seoul", is_leader=lambda: leading)
+    scheduler.add_skills(
+        [Skill(name="s", description="", jobs=[job("resync", every_replica=False), job("reload", every_replica=True)])]
+    )
+
+    async def fire_all() -> None:
+        for scheduled in scheduler.scheduler.get_jobs():
+            await scheduled.func()
+
+    await fire_all()
+    assert ran == ["reload"]
+    leading = True
+    await fire_all()
+    assert ran == ["reload", "resync", "reload"]
+
+
+def test_cron_jobs_keep_their_own_timezone() -> None:
+    async def noop() -> None:
+        return None
+
+    scheduler = JobScheduler("Asia/Seoul")
+    scheduler.add(Job(id="berlin", func=noop, cron={"hour": "6", "minute": "30"}, timezone="Europe/Berlin"))
+    scheduler.add(Job(id="host", func=noop, cron={"hour": "6", "minute": "30"}))
+    assert str(scheduler.scheduler.get_job("berlin").trigger.timezone) == "Europe/Berlin"
+    assert str(scheduler.scheduler.get_job("host").trigger.timezone) == "Asia/Seoul"
+    with pytest.raises(ValueError, match="unknown timezone"):
+        scheduler.add(Job(id="bad", func=noop, cron={"hour": "6"}, timezone="Mars/Base"))
