@@ -115,7 +115,7 @@ class PostgresLeadership(Leadership):
             if self._trouble:
                 log.warning("leader election connection is back")
                 self._trouble = False
-        except (OSError, TimeoutError, self._asyncpg.PostgresError, self._asyncpg.InterfaceError) as exc:
+        except Exception as exc:  # asyncpg has several error families for a dead link; any doubt means step down
             if not self._trouble:  # once when it fails, once when it is back
                 log.error("leader election connection failed", extra={"error": type(exc).__name__})
                 self._trouble = True
