@@ -110,6 +110,8 @@ class SqlStore:
     async def open(self) -> None:
         """Bring the schema to the newest migration (creating it on an empty database)."""
         async with self.engine.begin() as connection:
+            if self._dialect == "postgresql":  # replicas starting together migrate one after another
+                await connection.execute(text("SELECT pg_advisory_xact_lock(22340, 2)"))
             await connection.run_sync(upgrade_schema)
 
     async def close(self) -> None:
