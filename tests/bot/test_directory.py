@@ -164,3 +164,20 @@ async def test_reload_keeps_the_previous_directory_when_the_new_one_is_bad(
     path.unlink()
     assert await live.reload() is False
     assert live.unit("7W") is not None, "a vanished file keeps the directory in force"
+
+
+def test_cli_checks_and_shows_a_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from bot.cli import main
+
+    assert main(["directory", "check", str(EXAMPLE)]) == 0
+    assert capsys.readouterr().out.strip() == f"{EXAMPLE}: ok (3 units, 4 staff, 0 groups)"
+    assert main(["directory", "show", str(EXAMPLE)]) == 0
+    shown = capsys.readouterr().out
+    assert "7W: 7 West (Internal Medicine)" in shown and "  charge: Lee Charge" in shown
+    assert "6a0f3b1e" not in shown, "names, not object ids"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[units.7W]\n[[staff]]\naad_object_id = 'x'\nroles = ['nurse']\n")
+    assert main(["directory", "check", str(bad)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"wardline: configuration error: {bad}:2: aad_object_id 'x' is not an Entra object id (a GUID)"
+    )
