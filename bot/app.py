@@ -65,9 +65,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     app[SERVICES] = services
     await services.library.load()  # serve what the store already holds while the folder is re-read
     app[ENDPOINT] = TeamsEndpoint(settings, services.router, services.store, app[CREDENTIALS].value)
-    leadership, background = _start_leadership(app, services)
-    scheduler = JobScheduler(settings.timezone, is_leader=lambda: leadership.is_leader)
+    leadership = _leadership(app, services)
+    scheduler = JobScheduler(settings.timezone, is_leader=lambda: leadership.is_leader, store=services.store)
     scheduler.add_skills(services.skills)
+    leadership.subscribe(scheduler.on_leadership)
+    background = _start_leadership(app, services, leadership)
 
     async def start_skills() -> None:
         for skill in services.skills:
@@ -92,15 +94,20 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await services.close()
 
 
-def _start_leadership(app: web.Application, services: Services) -> tuple[Leadership, list[asyncio.Task[None]]]:
+def _leadership(app: web.Application, services: Services) -> Leadership:
+    """The election that fits the database (not running yet)."""
+    options: dict[str, Any] = {}
+    if services.store.engine.dialect.name == "postgresql" and services.timers is not None:
+        options = {"channel": NOTIFY_CHANNEL, "on_notify": services.timers.wake}  # followers' schedule_at wakes it
+    leadership = leadership_for(app[SETTINGS].database, **options)
+    app[LEADERSHIP] = leadership
+    return leadership
+
+
+def _start_leadership(app: web.Application, services: Services, leadership: Leadership) -> list[asyncio.Task[None]]:
     """Leader election, the leader's timer loop, and directory reloads (timer and SIGHUP)."""
     settings = app[SETTINGS]
     timers, directory = services.timers, services.directory
-    options: dict[str, Any] = {}
-    if services.store.engine.dialect.name == "postgresql" and timers is not None:
-        options = {"channel": NOTIFY_CHANNEL, "on_notify": timers.wake}  # followers' schedule_at wakes the leader
-    leadership = leadership_for(settings.database, **options)
-    app[LEADERSHIP] = leadership
     background: list[asyncio.Task[None]] = []
     firing: list[asyncio.Task[None]] = []
 
@@ -128,7 +135,7 @@ def _start_leadership(app: web.Application, services: Services) -> tuple[Leaders
 
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread / not Unix
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
-    return leadership, background
+    return background
 
 
 async def _wait_firing(firing: list[asyncio.Task[None]]) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
 
 from bot.leader import FileLeadership, PostgresLeadership, SoleLeadership, leadership_for
-from bot.scheduler import JobScheduler
+from bot.scheduler import RUNS, JobScheduler
+from skills.core.fakes import ManualClock, MemoryStore
 from skills.core.skill import Job, Skill
 from tests.bot.test_storage import POSTGRES_SERVER, postgres_up
 
@@ -118,3 +121,45 @@ def test_cron_jobs_keep_their_own_timezone() -> None:
     assert str(scheduler.scheduler.get_job("host").trigger.timezone) == "Asia/Seoul"
     with pytest.raises(ValueError, match="unknown timezone"):
         scheduler.add(Job(id="bad", func=noop, cron={"hour": "6"}, timezone="Mars/Base"))
+
+
+async def test_a_new_leader_runs_a_cron_job_missed_while_no_leader_was_alive() -> None:
+    seoul = ZoneInfo("Asia/Seoul")
+    store, clock = MemoryStore(), ManualClock(datetime(2026, 11, 30, 6, 31, tzinfo=seoul).astimezone(UTC))
+    ran: list[str] = []
+
+    async def handover() -> None:
+        ran.append("handover")
+
+    scheduler = JobScheduler("Asia/Seoul", store=store, clock=clock)
+    job = Job(id="handover", func=handover, cron={"hour": "6", "minute": "30"}, misfire_grace_seconds=300)
+    scheduler.add(job)
+    assert await scheduler.catch_up() == [], "never ran before: nothing was missed"
+
+    yesterday = datetime(2026, 11, 29, 6, 30, tzinfo=seoul)
+    await store.put(RUNS, "handover", {"at": yesterday.isoformat()})
+    assert await scheduler.catch_up() == ["handover"], "06:30 passed with no leader; it is 06:31"
+    assert ran == ["handover"]
+    assert await scheduler.catch_up() == [], "once"
+
+    await store.put(RUNS, "handover", {"at": yesterday.isoformat()})
+    clock.advance(10 * 60)  # 06:41: beyond the 5-minute misfire grace
+    assert await scheduler.catch_up() == []
+    assert ran == ["handover"]
+
+
+async def test_only_the_leader_records_its_runs() -> None:
+    store, clock = MemoryStore(), ManualClock()
+    leading = False
+
+    async def noop() -> None:
+        return None
+
+    scheduler = JobScheduler("Asia/Seoul", is_leader=lambda: leading, store=store, clock=clock)
+    scheduler.add(Job(id="digest", func=noop, cron={"hour": "6"}))
+    [scheduled] = scheduler.scheduler.get_jobs()
+    await scheduled.func()
+    assert await store.get(RUNS, "digest") is None
+    leading = True
+    await scheduled.func()
+    assert await store.get(RUNS, "digest") == {"at": clock.now().isoformat()}

@@ -168,6 +168,17 @@ async def test_sigkill_the_leader_and_a_timer_due_later_fires_once_from_the_new_
         assert late and {t["pid"] for t in late} == {firing["pid"]}, "the new leader runs the jobs"
         row = await timers.state("test.fire", "after-the-kill")
         assert row is not None and row["state"] == "done" and row["attempts"] == 1
+
+        # The new leader's loop sleeps (nothing pending); a timer set from elsewhere wakes it through NOTIFY.
+        soon = datetime.now(UTC) + timedelta(seconds=1)
+        await timers.schedule_at("test.fire", "set-from-a-follower", soon, {})
+        for _ in range(40):
+            if len(await events(store, FIRINGS)) == 2:
+                break
+            await asyncio.sleep(0.1)
+        second = (await events(store, FIRINGS))[1:]
+        assert [f["key"] for f in second] == ["set-from-a-follower"]
+        assert datetime.fromisoformat(second[0]["at"]) < soon + timedelta(seconds=2), "woken, not polled"
     await store.close()
     print(f"whole test {time.monotonic() - began:.1f} s, kill-to-verified scenario {time.monotonic() - scenario:.1f} s")
     assert time.monotonic() - scenario < 20
