@@ -122,7 +122,6 @@ def _start_leadership(app: web.Application, services: Services, leadership: Lead
 
     leadership.subscribe(on_leadership)
     background.append(asyncio.create_task(leadership.run(), name="leader-election"))
-    background.append(asyncio.create_task(_wait_firing(firing), name="timers-guard"))
     if directory is not None and directory.path is not None:
         if settings.directory_reload_seconds > 0:
             background.append(asyncio.create_task(directory.watch(settings.directory_reload_seconds)))
@@ -138,17 +137,6 @@ def _start_leadership(app: web.Application, services: Services, leadership: Lead
     return background
 
 
-async def _wait_firing(firing: list[asyncio.Task[None]]) -> None:
-    """Holds the timer loop's task so shutdown cancels it with the rest."""
-    try:
-        await asyncio.Event().wait()
-    finally:
-        for task in firing:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
 async def _stop_leadership(leadership: Leadership, background: list[asyncio.Task[None]]) -> None:
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
@@ -157,7 +145,7 @@ async def _stop_leadership(leadership: Leadership, background: list[asyncio.Task
     for task in background:
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    await leadership.close()  # release the lock at once: a peer takes over without waiting
+    await leadership.close()  # stops the timer loop (a step-down) and releases the lock: a peer takes over at once
 
 
 async def _messages(request: web.Request) -> web.Response:

@@ -26,12 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    String,
-    Table,
-    Text,
     and_,
     delete,
     func,
@@ -46,7 +40,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.logs import bind, unbind
-from bot.storage import metadata
+from bot.storage import timers
 from skills.core.ports import Clock, TimerEvent
 from skills.core.skill import Skill, TimerFunc
 
@@ -54,24 +48,6 @@ log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "wardline_timers"
 PENDING, FIRING, DONE, FAILED, CANCELLED = "pending", "firing", "done", "failed", "cancelled"
-
-timers = Table(
-    "timers",
-    metadata,
-    Column("kind", String(64), primary_key=True),
-    Column("key", String(512), primary_key=True),
-    Column("due_at", DateTime(timezone=True), nullable=False),  # when the skill asked for it (the event's `due`)
-    Column("run_at", DateTime(timezone=True), nullable=False),  # when to try next (later than due after a failure)
-    Column("payload", Text, nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("claim", String(64)),  # the token of the firing in progress; finishing requires it
-    Column("claimed_by", String(128)),
-    Column("lease_until", DateTime(timezone=True)),
-    Column("fired_at", DateTime(timezone=True)),
-    Column("error", String(200)),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
 
 
 def _utc(value: datetime) -> datetime:
