@@ -80,6 +80,7 @@ class GraphGroups:
         base_url: str = GRAPH_URL,
         cache_s: float = 900.0,
         timeout_s: float = 5.0,
+        pause_s: float = 30.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.token = token
@@ -87,11 +88,12 @@ class GraphGroups:
         self.cache_s = cache_s
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.monotonic = monotonic
+        self.pause_s = pause_s
         self.calls = 0
         self._known: dict[str, _Known] = {}
         self._session: aiohttp.ClientSession | None = None
         self._inflight: dict[str, asyncio.Future[frozenset[str]]] = {}
-        self._blocked_until = 0.0  # after a 429: no calls until Retry-After has passed
+        self._blocked_until = 0.0  # after a failure: no calls (and no waits for a timeout) until this time
         self._failing = False
 
     async def member_of(self, aad_object_id: str, group_ids: Sequence[str]) -> frozenset[str]:
@@ -119,6 +121,8 @@ class GraphGroups:
             if not self._failing:  # once when it fails, once when it is back
                 log.error("Graph group lookup failed; keeping known roles", extra={"error": str(exc)})
                 self._failing = True
+            # A down Graph would otherwise cost every message a full timeout: pause calls briefly (429: Retry-After).
+            self._blocked_until = max(self._blocked_until, self.monotonic() + self.pause_s)
             result = self._fallback(known, wanted)
         else:
             if self._failing:

@@ -118,8 +118,13 @@ async def test_when_graph_fails_known_roles_stay_and_nobody_gains_one(entra: Fak
     graph.fail_next = [503, 503]
     assert await groups.member_of(KIM, [ICU_NURSES]) == {ICU_NURSES}, "kept while Graph is down"
     assert await groups.member_of(NEWCOMER, [ICU_NURSES]) == frozenset(), "not granted while Graph is down"
+    assert len(graph.fail_next) == 1, "after a failure, calls pause (30 s) instead of each waiting for a timeout"
+    ticks.now += 31
+    assert await groups.member_of(NEWCOMER, [ICU_NURSES]) == frozenset(), "still down: still not granted"
     assert await groups.member_of(KIM, [ICU_NURSES, CHARGE_NURSES]) == {ICU_NURSES}, "a new group is not granted"
     assert len(graph.fail_next) == 0
+    ticks.now += 31
+    assert await groups.member_of(NEWCOMER, [ICU_NURSES]) == {ICU_NURSES}, "granted once Graph confirms it"
     await groups.close()
 
 
@@ -145,6 +150,9 @@ async def test_a_slow_graph_times_out_and_a_bad_token_grants_nothing(entra: Fake
     started = asyncio.get_running_loop().time()
     assert await slow.member_of(KIM, [ICU_NURSES]) == frozenset()
     assert asyncio.get_running_loop().time() - started < 1.9, "the request timeout (0.5 s) bounds the wait"
+    started = asyncio.get_running_loop().time()
+    assert await slow.member_of(KIM, [ICU_NURSES]) == frozenset()
+    assert asyncio.get_running_loop().time() - started < 0.1, "the next message does not wait again"
     await slow.close()
     graph.delay_s = 0
     refused = groups_client(entra, graph, ticks, secret="wrong")

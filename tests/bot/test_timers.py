@@ -221,3 +221,23 @@ async def test_the_loop_sleeps_until_the_nearest_due_time_and_wakes_on_schedule(
     loop.cancel()
     with pytest.raises(asyncio.CancelledError):
         await loop
+
+
+async def test_a_handler_may_re_arm_its_own_timer(store: SqlStore) -> None:  # noqa: F811
+    clock = ManualClock(START)
+    fired: list[datetime] = []
+    timers = SqlTimers(store.engine, clock)
+
+    async def escalate(event: TimerEvent) -> None:
+        fired.append(clock.now())
+        if len(fired) < 3:  # the next step of an escalation chain, same key
+            await timers.schedule_at(event.kind, event.key, clock.now() + timedelta(seconds=30), event.payload)
+
+    timers.add_skills([Skill(name="t", description="", timers=[TimerHandler("escalate", escalate)])])
+    await timers.schedule_at("escalate", "alarm-9", START, {"level": 1})
+    for _ in range(5):
+        await timers.fire_due()
+        clock.advance(30)
+    assert fired == [START, START + timedelta(seconds=30), START + timedelta(seconds=60)]
+    row = await timers.state("escalate", "alarm-9")
+    assert row is not None and row["state"] == "done"
