@@ -15,6 +15,7 @@ from bot.leader import FileLeadership, PostgresLeadership, SoleLeadership, leade
 from bot.scheduler import RUNS, JobScheduler
 from skills.core.fakes import ManualClock, MemoryStore
 from skills.core.skill import Job, Skill
+from tests.bot.conftest import BotFactory
 from tests.bot.test_storage import POSTGRES_SERVER, postgres_up
 
 
@@ -163,3 +164,14 @@ async def test_only_the_leader_records_its_runs() -> None:
     leading = True
     await scheduled.func()
     assert await store.get(RUNS, "digest") == {"at": clock.now().isoformat()}
+
+
+async def test_readyz_shows_one_leader_among_two_apps_on_one_sqlite_file(start_bot: BotFactory) -> None:
+    first = await start_bot()
+    second = await start_bot()  # same data folder, same database file
+    assert first.settings.database == second.settings.database
+    seen = []
+    for running in (first, second):
+        async with running.session.get(f"{running.url}/readyz") as response:
+            seen.append((await response.json())["leader"])
+    assert sorted(seen) == [False, True]
