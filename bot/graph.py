@@ -45,16 +45,24 @@ class GraphToken:
             options["http_client"] = http_client
         if instance_discovery is not None:
             options["instance_discovery"] = instance_discovery
-        self._app = msal.ConfidentialClientApplication(
-            client_id, client_credential=client_secret, authority=authority, **options
-        )
+        self._client = (client_id, client_secret, authority, options)
+        self._app: Any = None  # built on first use, on a worker thread: msal may fetch authority metadata
         self.scope = scope
         self._lock = asyncio.Lock()
+
+    def _acquire(self) -> dict[str, Any]:
+        if self._app is None:
+            client_id, secret, authority, options = self._client
+            self._app = msal.ConfidentialClientApplication(
+                client_id, client_credential=secret, authority=authority, **options
+            )
+        result: dict[str, Any] = self._app.acquire_token_for_client([self.scope])
+        return result
 
     async def __call__(self) -> str:
         async with self._lock:  # single flight: msal's cache serves the waiters once one refresh lands
             try:
-                result: dict[str, Any] = await asyncio.to_thread(self._app.acquire_token_for_client, [self.scope])
+                result = await asyncio.to_thread(self._acquire)
             except Exception as exc:  # msal raises requests/ValueError on network and discovery failures
                 raise GraphError(f"token request failed ({type(exc).__name__})") from None
         token = result.get("access_token")
