@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 run: $(STAMP)
-	$(BIN)/wardline serve
+	WARDLINE_DIRECTORY=$${WARDLINE_DIRECTORY:-bot/directory.example.toml} $(BIN)/wardline serve
 
 e2e-deps:
 	bash infra/e2e/install.sh

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiohttp import web
 
+from bot.leader import Leadership, leadership_for
 from bot.logs import silence_payload_loggers
 from bot.scheduler import JobScheduler
-from bot.services import Services, build_services
+from bot.services import Services, SkillFactory, build_services
 from bot.settings import Settings
 from bot.teams import TeamsEndpoint
+from bot.timers import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +33,23 @@ class _Box:
 
 
 CREDENTIALS = web.AppKey("credentials", _Box)
+EXTRA_SKILLS: web.AppKey[tuple[SkillFactory, ...]] = web.AppKey("extra_skills")
+LEADERSHIP = web.AppKey("leadership", Leadership)
 
 
-def create_app(settings: Settings, *, credentials: Any = None) -> web.Application:
+def create_app(
+    settings: Settings, *, credentials: Any = None, extra_skills: Sequence[SkillFactory] = ()
+) -> web.Application:
     """The whole bot as one aiohttp app; nothing starts until the app runs.
 
-    `credentials` replaces the outbound Bot Framework credentials factory (tests, or a custom token source).
+    `credentials` replaces the outbound Bot Framework credentials factory (tests, or a custom token source);
+    `extra_skills` adds skill factories beside the built-in ones (tests, site-specific add-ons).
     """
     silence_payload_loggers()  # whoever configured logging, payload-logging libraries stay quiet
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[CREDENTIALS] = _Box(credentials)
+    app[EXTRA_SKILLS] = tuple(extra_skills)
     app[READY] = asyncio.Event()
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_post("/api/messages", _messages)
@@ -51,12 +60,16 @@ def create_app(settings: Settings, *, credentials: Any = None) -> web.Applicatio
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    services = await build_services(settings)
+    extra_skills = app[EXTRA_SKILLS]
+    services = await build_services(settings, extra_skills)
     app[SERVICES] = services
     await services.library.load()  # serve what the store already holds while the folder is re-read
     app[ENDPOINT] = TeamsEndpoint(settings, services.router, services.store, app[CREDENTIALS].value)
-    scheduler = JobScheduler(settings.timezone)
+    leadership = _leadership(app, services)
+    scheduler = JobScheduler(settings.timezone, is_leader=lambda: leadership.is_leader, store=services.store)
     scheduler.add_skills(services.skills)
+    leadership.subscribe(scheduler.on_leadership)
+    background = _start_leadership(app, services, leadership)
 
     async def start_skills() -> None:
         for skill in services.skills:
@@ -77,7 +90,62 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         starting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await starting
+        await _stop_leadership(leadership, background)
         await services.close()
+
+
+def _leadership(app: web.Application, services: Services) -> Leadership:
+    """The election that fits the database (not running yet)."""
+    options: dict[str, Any] = {}
+    if services.store.engine.dialect.name == "postgresql" and services.timers is not None:
+        options = {"channel": NOTIFY_CHANNEL, "on_notify": services.timers.wake}  # followers' schedule_at wakes it
+    leadership = leadership_for(app[SETTINGS].database, **options)
+    app[LEADERSHIP] = leadership
+    return leadership
+
+
+def _start_leadership(app: web.Application, services: Services, leadership: Leadership) -> list[asyncio.Task[None]]:
+    """Leader election, the leader's timer loop, and directory reloads (timer and SIGHUP)."""
+    settings = app[SETTINGS]
+    timers, directory = services.timers, services.directory
+    background: list[asyncio.Task[None]] = []
+    firing: list[asyncio.Task[None]] = []
+
+    async def on_leadership(leading: bool) -> None:
+        if leading and timers is not None and not firing:
+            firing.append(asyncio.create_task(timers.run(), name="timers"))
+        elif not leading and firing:
+            task = firing.pop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    leadership.subscribe(on_leadership)
+    background.append(asyncio.create_task(leadership.run(), name="leader-election"))
+    if directory is not None and directory.path is not None:
+        if settings.directory_reload_seconds > 0:
+            background.append(asyncio.create_task(directory.watch(settings.directory_reload_seconds)))
+        reloads: set[asyncio.Task[bool]] = set()
+
+        def on_sighup() -> None:
+            task = asyncio.create_task(directory.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread / not Unix
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
+    return background
+
+
+async def _stop_leadership(leadership: Leadership, background: list[asyncio.Task[None]]) -> None:
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+    for task in background:
+        task.cancel()
+    for task in background:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await leadership.close()  # stops the timer loop (a step-down) and releases the lock: a peer takes over at once
 
 
 async def _messages(request: web.Request) -> web.Response:
@@ -99,6 +167,8 @@ async def _readyz(request: web.Request) -> web.Response:
         "chunks": len(services.library.retriever.chunks),
         "retrieval": services.library.retriever.mode,
         "generation": "azure-openai" if services.llm else "extractive",
+        "leader": app[LEADERSHIP].is_leader,
+        "directory": services.directory.health() if services.directory else None,
     }
     return web.json_response(
         {"status": "ready" if database and indexed else "starting", **body}, status=200 if database and indexed else 503

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.clock import SystemClock
+from bot.directory import DirectoryRouter, LiveDirectory
 from bot.embeddings import LocalEmbedder, local_model_available
+from bot.graph import GraphGroups, GraphToken
 from bot.llm import AzureChat, AzureEmbedder, AzureOpenAIClient
 from bot.settings import Settings, SettingsError
 from bot.storage import SqlStore
+from bot.timers import SqlTimers
 from skills import broadcast, handover, protocols
 from skills.core.ports import LLM, Embedder
 from skills.core.router import Router
@@ -19,6 +23,8 @@ from skills.protocols.library import ProtocolLibrary
 from skills.protocols.retrieval import RetrievalSettings
 
 log = logging.getLogger(__name__)
+
+SkillFactory = Callable[[Context], Skill]
 
 
 def choose_embedder(settings: Settings, azure: AzureOpenAIClient | None) -> Embedder | None:
@@ -46,16 +52,39 @@ class Services:
     llm: LLM | None = None
     embedder: Embedder | None = None
     azure: AzureOpenAIClient | None = field(default=None)
+    directory: LiveDirectory | None = None
+    timers: SqlTimers | None = None
+    graph: GraphGroups | None = None
 
     async def close(self) -> None:
+        if self.graph is not None:
+            await self.graph.close()
         if self.azure is not None:
             await self.azure.close()
         await self.store.close()
 
 
-async def build_services(settings: Settings) -> Services:
+def graph_groups(settings: Settings) -> GraphGroups | None:
+    """Graph group lookups with the bot's own app registration, when it has credentials and a tenant."""
+    if not (settings.app_id and settings.app_password and settings.app_tenant_id):
+        return None
+    token = GraphToken(
+        settings.app_id,
+        settings.app_password,
+        f"{settings.azure_authority_host}/{settings.app_tenant_id}",
+        scope=f"{settings.graph_url}/.default",
+    )
+    return GraphGroups(token, base_url=settings.graph_url, cache_s=settings.graph_cache_seconds)
+
+
+async def build_services(settings: Settings, extra_skills: Sequence[SkillFactory] = ()) -> Services:
+    """Open the store and build every port and skill; `extra_skills` adds skills (tests, site-specific add-ons)."""
+    graph = graph_groups(settings)
+    directory = LiveDirectory.open(settings.directory, groups=graph)  # a bad file stops start-up here
     store = SqlStore.from_url(settings.database)
     await store.open()
+    clock = SystemClock()
+    timers = SqlTimers(store.engine, clock)
     azure = AzureOpenAIClient(settings) if (settings.chat_configured or settings.azure_embeddings_configured) else None
     llm = AzureChat(azure, budget_s=settings.answer_timeout_s) if azure and settings.chat_configured else None
     embedder = choose_embedder(settings, azure)
@@ -66,7 +95,9 @@ async def build_services(settings: Settings) -> Services:
         raise SettingsError(f"WARDLINE_PROTOCOLS_DIR: {folder} is not a folder")
     context = Context(
         store=store,
-        clock=SystemClock(),
+        clock=clock,
+        directory=directory,
+        timers=timers,
         llm=llm,
         embedder=embedder,
         options={
@@ -81,6 +112,8 @@ async def build_services(settings: Settings) -> Services:
         handover.create_skill(context),  # without a directory it answers that handovers are not set up
         broadcast.create_skill(context),
     ]
+    skills += [factory(context) for factory in extra_skills]
+    timers.add_skills(skills)
     log.info(
         "services ready",
         extra={
@@ -89,4 +122,18 @@ async def build_services(settings: Settings) -> Services:
             "embeddings": embedder.name if embedder else "none",
         },
     )
-    return Services(settings, store, library, Router(skills), skills, folder, llm, embedder, azure)
+    router: Router = DirectoryRouter(skills, directory.resolve)
+    return Services(
+        settings,
+        store,
+        library,
+        router,
+        skills,
+        folder,
+        llm,
+        embedder,
+        azure,
+        directory=directory,
+        timers=timers,
+        graph=graph,
+    )

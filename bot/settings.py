@@ -102,6 +102,28 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("WARDLINE_PUBLIC_HOSTNAME", "public_hostname", "", "Host name Teams reaches the bot at (manifest)."),
     Option("WARDLINE_TEAMS_APP_ID", "teams_app_id", "", "Teams app id (manifest). Empty: derived from the bot id."),
+    # Staff directory and Entra groups (bot/directory.py, bot/graph.py)
+    Option(
+        "WARDLINE_DIRECTORY",
+        "directory",
+        "",
+        "TOML file of units, staff and roles (example: bot/directory.example.toml). Empty: no units, no roles.",
+    ),
+    Option(
+        "WARDLINE_DIRECTORY_RELOAD_SECONDS",
+        "directory_reload_seconds",
+        "60",
+        "How often the directory file is re-read (also on SIGHUP); a bad file keeps the previous one. 0: SIGHUP only.",
+    ),
+    Option(
+        "WARDLINE_GRAPH_CACHE_SECONDS",
+        "graph_cache_seconds",
+        "900",
+        "How long a person's Entra group memberships ([[groups]] in the directory) are cached.",
+    ),
+    Option(
+        "WARDLINE_GRAPH_URL", "graph_url", "https://graph.microsoft.com", "Microsoft Graph endpoint (national clouds)."
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -146,6 +168,10 @@ class Settings:
     openid_metadata_url: str = ""
     public_hostname: str = ""
     teams_app_id: str = ""
+    directory: Path | None = None
+    directory_reload_seconds: int = 60
+    graph_cache_seconds: int = 900
+    graph_url: str = "https://graph.microsoft.com"
 
     @property
     def database(self) -> str:
@@ -259,6 +285,10 @@ class Settings:
             openid_metadata_url=raw["openid_metadata_url"],
             public_hostname=raw["public_hostname"],
             teams_app_id=raw["teams_app_id"],
+            directory=Path(raw["directory"]) if raw["directory"] else None,
+            directory_reload_seconds=number("directory_reload_seconds", int, 0, 24 * 3600),
+            graph_cache_seconds=number("graph_cache_seconds", int, 0, 24 * 3600),
+            graph_url=_graph_url(raw["graph_url"]),
         )
 
 
@@ -266,6 +296,10 @@ def offline_model_environment() -> None:
     """Before a local model library is imported: never reach a model hub, no tokenizer thread pools."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+def _graph_url(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise SettingsError("WARDLINE_GRAPH_URL must be a URL such as https://graph.microsoft.com")
+    return value.rstrip("/")
 
 
 def _env_name(field_name: str) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
@@ -54,6 +55,26 @@ events = Table(
     Column("value", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Durable one-off timers (bot/timers.py; migration 0004).
+timers = Table(
+    "timers",
+    metadata,
+    Column("kind", String(64), primary_key=True),
+    Column("key", String(512), primary_key=True),
+    Column("due_at", DateTime(timezone=True), nullable=False),  # when the skill asked for it (the event's `due`)
+    Column("run_at", DateTime(timezone=True), nullable=False),  # when to try next (later than due after a failure)
+    Column("payload", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("claim", String(64)),  # the token of the firing in progress; finishing requires it
+    Column("claimed_by", String(128)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("fired_at", DateTime(timezone=True)),
+    Column("error", String(200)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_timers_state_run_at", timers.c.state, timers.c.run_at)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -110,6 +131,8 @@ class SqlStore:
     async def open(self) -> None:
         """Bring the schema to the newest migration (creating it on an empty database)."""
         async with self.engine.begin() as connection:
+            if self._dialect == "postgresql":  # replicas starting together migrate one after another
+                await connection.execute(text("SELECT pg_advisory_xact_lock(22340, 2)"))
             await connection.run_sync(upgrade_schema)
 
     async def close(self) -> None:

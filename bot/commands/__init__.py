@@ -6,4 +6,7 @@ Each module exposes `register(commands)`, adding its parsers to the `wardline` s
 
 from __future__ import annotations
 
-MODULES: tuple[str, ...] = ("bot.commands.handover",)
+MODULES: tuple[str, ...] = (
+    "bot.commands.handover",
+    "bot.commands.directory",
+)
