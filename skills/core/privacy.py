@@ -1,24 +1,61 @@
-"""Minimise patient identifiers in text before it leaves the hospital (e.g. to a language model)."""
+"""Minimise patient identifiers in text before it leaves the hospital (e.g. to a language model) or is stored.
+
+Patterns are matched on a normalised copy of the text (NFKC, so full-width digits are digits; every dash-like
+character as "-"), and the matching spans are replaced in the original text. Each pattern is covered by
+hypothesis-generated variants in `tests/skills/core/test_privacy_properties.py`.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
-# Korean resident registration number: 6 digits (birth date), a dash, 7 digits (first is 1-8).
-_RRN = re.compile(r"\b\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\s?-?\s?[1-8]\d{6}\b")
+# Every character that people (or word processors) type between the groups of a number.
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2043\ufe58\ufe63\uff0d\u30fc\u00ad"
+_DASH_TO_HYPHEN = {ord(c): "-" for c in _DASHES}
+_SEP = r"[ \t.-]?"  # one optional separator between the groups of a phone number
+
+# Korean resident registration number: 6 digits (birth date), a dash, 7 digits (the first is 1-8). The digits may
+# run on from a label ("주민번호900101-..."), so the boundary is "not a digit", not a word boundary. A number already
+# partly starred out (900101-1******) is still masked whole.
+_RRN = re.compile(r"(?<!\d)\d{6}\s*-?\s*[1-8](?:\d{6}|[*xX]{6})(?!\d)")
 _PHONE = re.compile(
-    r"(?<!\d)(?:\+?82[-\s]?)?0?1[016789][-\s.]?\d{3,4}[-\s.]?\d{4}(?!\d)|(?<!\d)0\d{1,2}-\d{3,4}-\d{4}(?!\d)"
+    r"(?<![\d+])(?:\+\s?82" + _SEP + r"\(?0?\)?|0)1[016789]" + _SEP + r"\d{3,4}" + _SEP + r"\d{4}(?!\d)"  # mobile
+    r"|(?<![\d+])(?:\+\s?82"
+    + _SEP
+    + r"\(?0?\)?|0)(?:2|[3-6][1-5]|70)"
+    + r"[ \t.)-]{1,2}\d{3,4}"
+    + _SEP
+    + r"\d{4}(?!\d)"
+    r"|(?<!\d)\+\s?\d{1,3}(?:" + _SEP + r"\d{2,5}){2,4}(?!\d)"  # any other international number
 )
 _MRN_LABELLED = re.compile(
-    r"(?i)\b(?:MRN|medical record(?: number| no\.?)?|record no\.?|hospital no\.?|patient id|pt id|등록번호|환자번호)"
+    r"(?i)(?:\bMRN|\bmedical record(?: number| no\.?)?|\brecord no\.?|\bhospital no\.?|\bpatient id|\bpt id"
+    r"|등록번호|환자번호|병록번호|차트번호)"
     r"\s*[:#]?\s*[A-Z0-9-]{4,}"
+)
+_DOB_LABELLED = re.compile(
+    r"(?i)(?:\bDOB|\bdate of birth|\bborn(?: on)?|생년월일)\s*[:#]?\s*\d{2,4}[./\s-]?\d{1,2}[./\s-]?\d{1,2}"
 )
 _LONG_NUMBER = re.compile(r"(?<![\d.])\d{7,}(?![\d.])")  # bare 7+ digit numbers: record numbers, not doses
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 
+# In priority order: where two patterns overlap, the earlier one names the span.
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (_RRN, "RRN"),
+    (_MRN_LABELLED, "MRN"),
+    (_DOB_LABELLED, "DOB"),
+    (_EMAIL, "EMAIL"),
+    (_PHONE, "PHONE"),
+    (_LONG_NUMBER, "ID"),
+)
 
-PLACEHOLDER = re.compile(r"\[(?:RRN|MRN|EMAIL|PHONE|ID|NAME)\]")
+PLACEHOLDER = re.compile(r"\[(?:RRN|MRN|DOB|EMAIL|PHONE|ID|NAME)\]")
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+# A Latin name ends where Latin letters end: Korean particles may follow it directly (Minji님).
+_NOT_LATIN_BEFORE = r"(?<![A-Za-z0-9\u00c0-\u024f])"
+_NOT_LATIN_AFTER = r"(?![A-Za-z0-9\u00c0-\u024f])"
 
 
 def without_identifiers(text: str, names: Iterable[str] = ()) -> str:
@@ -27,12 +64,79 @@ def without_identifiers(text: str, names: Iterable[str] = ()) -> str:
 
 
 def mask_identifiers(text: str, names: Iterable[str] = ()) -> str:
-    """Replace resident numbers, phone numbers, record numbers, e-mails and the given names with placeholders."""
-    text = _RRN.sub("[RRN]", text)
-    text = _MRN_LABELLED.sub("[MRN]", text)
-    text = _EMAIL.sub("[EMAIL]", text)
-    text = _PHONE.sub("[PHONE]", text)
-    text = _LONG_NUMBER.sub("[ID]", text)
-    for name in sorted({n.strip() for n in names if len(n.strip()) >= 2}, key=len, reverse=True):
-        text = re.sub(re.escape(name), "[NAME]", text)
-    return text
+    """Replace resident numbers, phone numbers, record numbers, birth dates, e-mails and known names with placeholders.
+
+    `names` are people's names known to the hospital (the staff directory, a handover roster): matched without
+    regard to case, width or spacing between the parts of the name.
+    """
+    if not text:
+        return text
+    normal, origin = _normalised(text)
+    labels: list[str | None] = [None] * len(normal)
+    for pattern, label in (*_PATTERNS, *((p, "NAME") for p in _name_patterns(names))):
+        for match in pattern.finditer(normal):
+            for i in range(match.start(), match.end()):
+                if labels[i] is None:
+                    labels[i] = label
+    if not any(labels):
+        return text
+    # Back to the original text: a run of one label becomes one placeholder; original characters stay otherwise.
+    marks: list[str | None] = [None] * len(text)
+    for i, label in enumerate(labels):
+        if label is not None:
+            marks[origin[i]] = label
+    out: list[str] = []
+    previous: str | None = None
+    for char, label in zip(text, marks, strict=True):
+        if label is None:
+            out.append(char)
+        elif label != previous:
+            out.append(f"[{label}]")
+        previous = label
+    return "".join(out)
+
+
+def _normalised(text: str) -> tuple[str, list[int]]:
+    """NFKC per character with dashes unified, and for each character of the copy the index it came from."""
+    chars: list[str] = []
+    origin: list[int] = []
+    for index, char in enumerate(text):
+        normal = unicodedata.normalize("NFKC", char).translate(_DASH_TO_HYPHEN) if not char.isascii() else char
+        chars.append(normal)
+        origin.extend([index] * len(normal))
+    return "".join(chars), origin
+
+
+def _name_patterns(names: Iterable[str]) -> list[re.Pattern[str]]:
+    """One pattern per known name (longest first), tolerant of spacing and case; Latin names match whole words."""
+    parts_seen: set[tuple[str, ...]] = set()
+    patterns: list[tuple[int, re.Pattern[str]]] = []
+    for name in names:
+        parts = tuple(unicodedata.normalize("NFKC", name).split())
+        if not parts or parts in parts_seen or len("".join(parts)) < 2:
+            continue
+        parts_seen.add(parts)
+        korean = bool(_HANGUL.search("".join(parts)))
+        if korean and len(parts) == 1 and len(parts[0]) >= 3:
+            # 홍길동 is also written 홍 길동; particles attach directly (홍길동님), so no word boundary
+            body = re.escape(parts[0][0]) + r"\s*" + re.escape(parts[0][1:])
+        else:
+            body = r"\s*".join(re.escape(p) for p in parts) if korean else r"\s+".join(re.escape(p) for p in parts)
+        if not korean:
+            body = rf"{_NOT_LATIN_BEFORE}{body}{_NOT_LATIN_AFTER}"
+        patterns.append((len("".join(parts)), re.compile(body, re.IGNORECASE)))
+        if not korean and len(parts) > 1:
+            # "Kim Minji" is also "Minji Kim" and plain "Minji"
+            reversed_body = r"\s+".join(re.escape(p) for p in parts[::-1])
+            patterns.append(
+                (
+                    len("".join(parts)),
+                    re.compile(rf"{_NOT_LATIN_BEFORE}{reversed_body}{_NOT_LATIN_AFTER}", re.IGNORECASE),
+                )
+            )
+            patterns.extend(
+                (len(p), re.compile(rf"{_NOT_LATIN_BEFORE}{re.escape(p)}{_NOT_LATIN_AFTER}", re.IGNORECASE))
+                for p in parts
+                if len(p) >= 3
+            )
+    return [p for _, p in sorted(patterns, key=lambda item: -item[0])]
