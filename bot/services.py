@@ -54,7 +54,7 @@ class Services:
 
 
 async def build_services(settings: Settings) -> Services:
-    store = SqlStore.from_url(settings.database)
+    store = SqlStore.from_url(settings.database, timeout_s=settings.database_timeout_s)
     await store.open()
     azure = AzureOpenAIClient(settings) if (settings.chat_configured or settings.azure_embeddings_configured) else None
     llm = AzureChat(azure, budget_s=settings.answer_timeout_s) if azure and settings.chat_configured else None
@@ -74,6 +74,11 @@ async def build_services(settings: Settings) -> Services:
             "resync_seconds": settings.resync_seconds,
             "stream_interval_s": settings.stream_interval_s,
             "documents_base_url": settings.protocols_base_url,
+            # privacy and clinical safety (issue 6)
+            "retention_days": settings.retention_days,
+            "max_question_chars": settings.max_question_chars,
+            "emergency_text": settings.emergency_text,
+            "emergency_text_ko": settings.emergency_text_ko,
         },
     )
     skills = [protocols.create_skill(context, library, folder)]

@@ -102,6 +102,38 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("WARDLINE_PUBLIC_HOSTNAME", "public_hostname", "", "Host name Teams reaches the bot at (manifest)."),
     Option("WARDLINE_TEAMS_APP_ID", "teams_app_id", "", "Teams app id (manifest). Empty: derived from the bot id."),
+    # Privacy and clinical safety (issue 6)
+    Option(
+        "WARDLINE_DATABASE_TIMEOUT_S",
+        "database_timeout_s",
+        "5",
+        "Bound on connecting to the database, each statement, a pooled connection and the /readyz write, seconds.",
+    ),
+    Option(
+        "WARDLINE_RETENTION_DAYS",
+        "retention_days",
+        "30",
+        "Days masked questions, answers and chat history are kept; a daily job deletes older ones.",
+    ),
+    Option(
+        "WARDLINE_MAX_QUESTION_CHARS",
+        "max_question_chars",
+        "2000",
+        "Longest question answered; longer messages get a polite request to shorten them.",
+    ),
+    Option(
+        "WARDLINE_EMERGENCY_TEXT",
+        "emergency_text",
+        "",
+        "Shown first when an English question describes an emergency, e.g. 'Call the rapid response team on 1234 "
+        "now.' Empty: a generic instruction to call the hospital's emergency number.",
+    ),
+    Option(
+        "WARDLINE_EMERGENCY_TEXT_KO",
+        "emergency_text_ko",
+        "",
+        "The same instruction for Korean questions. Empty: a generic Korean instruction.",
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -146,6 +178,11 @@ class Settings:
     openid_metadata_url: str = ""
     public_hostname: str = ""
     teams_app_id: str = ""
+    database_timeout_s: float = 5.0
+    retention_days: int = 30
+    max_question_chars: int = 2000
+    emergency_text: str = ""
+    emergency_text_ko: str = ""
 
     @property
     def database(self) -> str:
@@ -259,6 +296,11 @@ class Settings:
             openid_metadata_url=raw["openid_metadata_url"],
             public_hostname=raw["public_hostname"],
             teams_app_id=raw["teams_app_id"],
+            database_timeout_s=number("database_timeout_s", float, 0.5, 120),
+            retention_days=number("retention_days", int, 1, 3650),
+            max_question_chars=number("max_question_chars", int, 100, 30000),
+            emergency_text=raw["emergency_text"],
+            emergency_text_ko=raw["emergency_text_ko"],
         )
 
 

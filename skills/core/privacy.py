@@ -82,17 +82,17 @@ def mask_identifiers(text: str, names: Iterable[str] = ()) -> str:
         return text
     # Back to the original text: a run of one label becomes one placeholder; original characters stay otherwise.
     marks: list[str | None] = [None] * len(text)
-    for i, label in enumerate(labels):
-        if label is not None:
-            marks[origin[i]] = label
+    for i, found in enumerate(labels):
+        if found is not None:
+            marks[origin[i]] = found
     out: list[str] = []
     previous: str | None = None
-    for char, label in zip(text, marks, strict=True):
-        if label is None:
+    for char, mark in zip(text, marks, strict=True):
+        if mark is None:
             out.append(char)
-        elif label != previous:
-            out.append(f"[{label}]")
-        previous = label
+        elif mark != previous:
+            out.append(f"[{mark}]")
+        previous = mark
     return "".join(out)
 
 
