@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from skills.core.i18n import language_of
 from skills.core.ports import ChatMessage
 from skills.core.types import ChatTurn, Citation
 from skills.protocols.analysis import Analyzer
@@ -226,38 +227,42 @@ _DRUGS = frozenset(
     esmolol metoprolol nitroglycerin gtn phenylephrine ondansetron metoclopramide haloperidol olanzapine
     chlorhexidine""".split()
 )
-_KO_DRUGS = (
-    "인슐린",
-    "헤파린",
-    "와파린",
-    "칼륨",
-    "모르핀",
-    "펜타닐",
-    "노르에피네프린",
-    "노르아드레날린",
-    "에피네프린",
-    "아드레날린",
-    "바소프레신",
-    "도파민",
-    "도부타민",
-    "하이드로코르티손",
-    "덱사메타손",
-    "반코마이신",
-    "포도당",
-    "글루카곤",
-    "날록손",
-    "아미오다론",
-    "아트로핀",
-    "프로포폴",
-    "미다졸람",
-    "푸로세미드",
-)
+# Korean drug names with the English names a protocol in English would use.
+_KO_DRUGS: dict[str, tuple[str, ...]] = {
+    "인슐린": ("insulin",),
+    "헤파린": ("heparin",),
+    "와파린": ("warfarin",),
+    "칼륨": ("potassium", "kcl"),
+    "모르핀": ("morphine",),
+    "펜타닐": ("fentanyl",),
+    "노르에피네프린": ("norepinephrine", "noradrenaline"),
+    "노르아드레날린": ("norepinephrine", "noradrenaline"),
+    "에피네프린": ("epinephrine", "adrenaline"),
+    "아드레날린": ("epinephrine", "adrenaline"),
+    "바소프레신": ("vasopressin",),
+    "도파민": ("dopamine",),
+    "도부타민": ("dobutamine",),
+    "하이드로코르티손": ("hydrocortisone",),
+    "덱사메타손": ("dexamethasone",),
+    "반코마이신": ("vancomycin",),
+    "포도당": ("glucose", "dextrose"),
+    "글루카곤": ("glucagon",),
+    "날록손": ("naloxone",),
+    "아미오다론": ("amiodarone",),
+    "아트로핀": ("atropine",),
+    "프로포폴": ("propofol",),
+    "미다졸람": ("midazolam",),
+    "푸로세미드": ("furosemide",),
+}
 MIN_SUPPORT = 0.5  # share of a cited sentence's content words that must appear in its excerpts
 
 
 def is_supported(sentence: str, evidence: Sequence[str], analyzer: Analyzer) -> bool:
     """Whether a cited sentence is backed by its excerpts: every number and drug name in it appears there, and at
-    least half its content words do (a paraphrase passes; an instruction the excerpts never gave does not)."""
+    least half its content words do (a paraphrase passes; an instruction the excerpts never gave does not).
+
+    Across languages (a Korean answer from an English excerpt) only numbers and drug names can be compared.
+    """
     claim = _MARKER.sub(" ", sentence)
     source = " ".join(evidence)
     source_numbers = {n.replace(",", ".") for n in _NUMBER.findall(source)}
@@ -267,8 +272,11 @@ def is_supported(sentence: str, evidence: Sequence[str], analyzer: Analyzer) -> 
     words = re.findall(r"[a-z][a-z-]{2,}", claim.lower())
     if any((w in _DRUGS or _DRUG_ENDINGS.match(w)) and w not in source_lower for w in words):
         return False
-    if any(drug in claim and drug not in source for drug in _KO_DRUGS):
-        return False
+    for drug, english in _KO_DRUGS.items():
+        if drug in claim and drug not in source and not any(name in source_lower for name in english):
+            return False
+    if language_of(claim) != language_of(source):
+        return True  # a Korean answer from an English protocol: words cannot be compared, numbers and drugs were
     terms = set(analyzer.terms(claim))
     if not terms:
         return True

@@ -128,7 +128,7 @@ class ProtocolAssistant:
     async def answer(self, question: str, history: Sequence[ChatTurn] = ()) -> Answer:
         """One answer without streaming (the command line); an emergency instruction comes first in the text."""
         answer = await self._answer(question, history, ())
-        if is_emergency(question):
+        if answer.mode != "too_long" and is_emergency(question):
             answer.text = f"{self.emergency_text(language_of(question))}\n\n{answer.text}"
         return answer
 

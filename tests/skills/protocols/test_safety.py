@@ -330,3 +330,22 @@ async def test_names_come_from_the_directory(tmp_path: Path) -> None:
     assert skill.fallback is not None
     await skill.fallback(msg("Park Soyeon: what MAP do we target in septic shock?"), turn)
     assert "Soyeon" not in repr(await library.store.scan(ANSWERS))
+
+
+@pytest.mark.parametrize(
+    ("sentence", "supported"),
+    [
+        ("패혈성 쇼크에서는 평균동맥압 65 mmHg를 목표로 합니다 [1].", True),
+        ("평균동맥압이 65 mmHg 미만이면 노르아드레날린을 시작합니다 [1].", True),
+        ("패혈성 쇼크에서는 평균동맥압 80 mmHg를 목표로 합니다 [1].", False),
+        ("평균동맥압이 65 mmHg 미만이면 바소프레신을 시작합니다 [1].", False),
+    ],
+)
+def test_a_korean_answer_from_an_english_excerpt_is_checked_on_numbers_and_drugs(
+    sentence: str, supported: bool
+) -> None:
+    from skills.protocols.analysis import Analyzer
+    from skills.protocols.answer import is_supported
+
+    excerpt = "In septic shock target a MAP of 65 mmHg. Start noradrenaline if MAP stays below 65 mmHg."
+    assert is_supported(sentence, [excerpt], Analyzer()) is supported
