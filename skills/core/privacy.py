@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 # Every character that people (or word processors) type between the groups of a number.
 _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2043\ufe58\ufe63\uff0d\u30fc\u00ad"
 _DASH_TO_HYPHEN = {ord(c): "-" for c in _DASHES}
+_ANY_DASH = re.compile(f"[{_DASHES}]")
+_LATIN_WORD = re.compile(r"[a-z0-9\u00c0-\u024f]+")  # what a Latin name part is looked up as
 _SEP = r"[ \t.-]?"  # one optional separator between the groups of a phone number
 
 # Korean resident registration number: 6 digits (birth date), a dash, 7 digits (the first is 1-8). The digits may
@@ -73,7 +76,16 @@ def mask_identifiers(text: str, names: Iterable[str] = ()) -> str:
         return text
     normal, origin = _normalised(text)
     labels: list[str | None] = [None] * len(normal)
-    for pattern, label in (*_PATTERNS, *((p, "NAME") for p in _name_patterns(names))):
+    lowered = normal.lower()
+    words = set(_LATIN_WORD.findall(lowered))
+    pairs = {lowered[i : i + 2] for i in range(len(lowered) - 1)} if _HANGUL.search(lowered) else set()
+    candidates = [
+        pattern
+        for name in set(names)
+        for needle, pattern in _name_variants(name)
+        if needle in words or needle in pairs or (len(needle) != 2 and not needle.isascii() and needle in lowered)
+    ]
+    for pattern, label in (*_PATTERNS, *((p, "NAME") for p in candidates)):
         for match in pattern.finditer(normal):
             for i in range(match.start(), match.end()):
                 if labels[i] is None:
@@ -98,6 +110,8 @@ def mask_identifiers(text: str, names: Iterable[str] = ()) -> str:
 
 def _normalised(text: str) -> tuple[str, list[int]]:
     """NFKC per character with dashes unified, and for each character of the copy the index it came from."""
+    if text.isascii() or (unicodedata.is_normalized("NFKC", text) and not _ANY_DASH.search(text)):
+        return text, list(range(len(text)))  # the common case: nothing to change
     chars: list[str] = []
     origin: list[int] = []
     for index, char in enumerate(text):
@@ -107,36 +121,31 @@ def _normalised(text: str) -> tuple[str, list[int]]:
     return "".join(chars), origin
 
 
-def _name_patterns(names: Iterable[str]) -> list[re.Pattern[str]]:
-    """One pattern per known name (longest first), tolerant of spacing and case; Latin names match whole words."""
-    parts_seen: set[tuple[str, ...]] = set()
-    patterns: list[tuple[int, re.Pattern[str]]] = []
-    for name in names:
-        parts = tuple(unicodedata.normalize("NFKC", name).split())
-        if not parts or parts in parts_seen or len("".join(parts)) < 2:
-            continue
-        parts_seen.add(parts)
-        korean = bool(_HANGUL.search("".join(parts)))
-        if korean and len(parts) == 1 and len(parts[0]) >= 3:
-            # 홍길동 is also written 홍 길동; particles attach directly (홍길동님), so no word boundary
-            body = re.escape(parts[0][0]) + r"\s*" + re.escape(parts[0][1:])
-        else:
-            body = r"\s*".join(re.escape(p) for p in parts) if korean else r"\s+".join(re.escape(p) for p in parts)
-        if not korean:
-            body = rf"{_NOT_LATIN_BEFORE}{body}{_NOT_LATIN_AFTER}"
-        patterns.append((len("".join(parts)), re.compile(body, re.IGNORECASE)))
-        if not korean and len(parts) > 1:
-            # "Kim Minji" is also "Minji Kim" and plain "Minji"
-            reversed_body = r"\s+".join(re.escape(p) for p in parts[::-1])
-            patterns.append(
-                (
-                    len("".join(parts)),
-                    re.compile(rf"{_NOT_LATIN_BEFORE}{reversed_body}{_NOT_LATIN_AFTER}", re.IGNORECASE),
-                )
-            )
-            patterns.extend(
-                (len(p), re.compile(rf"{_NOT_LATIN_BEFORE}{re.escape(p)}{_NOT_LATIN_AFTER}", re.IGNORECASE))
-                for p in parts
-                if len(p) >= 3
-            )
-    return [p for _, p in sorted(patterns, key=lambda item: -item[0])]
+@lru_cache(maxsize=16384)
+def _name_variants(name: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """(needle, pattern) pairs for one known name: the pattern runs only when the lower-cased needle is in the text
+    (a plain substring test), so a directory of thousands of names costs little per message."""
+    parts = tuple(unicodedata.normalize("NFKC", name).split())
+    if not parts or len("".join(parts)) < 2:
+        return ()
+    if _HANGUL.search("".join(parts)):
+        # 홍길동 is also written 홍 길동; particles attach directly (홍길동님), so no word boundary
+        if len(parts) == 1 and len(parts[0]) >= 3:
+            given = parts[0][1:]
+            body = re.escape(parts[0][0]) + r"\s*" + re.escape(given)
+            return ((given.lower(), re.compile(body, re.IGNORECASE)),)
+        return ((parts[-1].lower(), re.compile(r"\s*".join(map(re.escape, parts)), re.IGNORECASE)),)
+    variants = [(_needle(parts[0]), r"\s+".join(map(re.escape, parts)))]
+    if len(parts) > 1:
+        # "Kim Minji" is also "Minji Kim" and plain "Minji"
+        variants.append((_needle(parts[-1]), r"\s+".join(map(re.escape, parts[::-1]))))
+        variants.extend((_needle(p), re.escape(p)) for p in parts if len(p) >= 3)
+    return tuple(
+        (needle, re.compile(f"{_NOT_LATIN_BEFORE}{body}{_NOT_LATIN_AFTER}", re.IGNORECASE)) for needle, body in variants
+    )
+
+
+def _needle(part: str) -> str:
+    """The word of a Latin name part that must occur as a whole word for the part to be in a text."""
+    words = _LATIN_WORD.findall(part.lower())
+    return max(words, key=len) if words else part.lower()
