@@ -8,6 +8,8 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot.settings import Settings
 from bot.storage import SqlStore
 from skills.protocols.assistant import FEEDBACK_STREAM, purge_answers
@@ -57,7 +59,7 @@ async def _purge_async(settings: Settings, before: datetime) -> tuple[int, int]:
         await store.open()
         answers = await purge_answers(store, before)
         feedback = await store.delete_events_before(FEEDBACK_STREAM, before)
-    except OSError as exc:  # a database that cannot be reached: one line, no traceback
+    except (OSError, SQLAlchemyError) as exc:  # a database that cannot be reached: one line, no traceback
         print(f"wardline: cannot reach the database ({type(exc).__name__})", file=sys.stderr)
         raise SystemExit(1) from None
     finally:
