@@ -89,3 +89,28 @@ async def _run(argv: list[str]) -> int:
     import asyncio
 
     return await asyncio.to_thread(main, argv)
+
+
+async def test_azure_embeddings_never_receive_identifiers(
+    start_bot: BotFactory, connector: FakeConnector, fake_azure_openai: FakeAzureOpenAI
+) -> None:
+    settings = fake_azure_openai.settings()
+    bot = await start_bot(
+        openai_endpoint=settings.openai_endpoint,
+        openai_api_key=settings.openai_api_key,
+        openai_embedding_deployment="embed",
+        embeddings="azure",
+        min_similarity=0.99,  # the fake's hashed vectors are alike: let coverage decide what is answerable
+    )
+    indexed = len(fake_azure_openai.requests_for("embeddings"))
+    for text in (
+        "Kim Minji 900101-1234567 MRN 55667788: how is a rattlesnake bite treated?",  # not covered: closest search
+        "주민번호900101-1234567 환자 010–1234–5678 패혈성 쇼크 목표 혈압은?",
+        "and for 010-9876-5432?",  # a follow-up: the combined search
+    ):
+        await bot.post(teams_message(text, connector.url))
+    sent = [item for r in fake_azure_openai.requests_for("embeddings")[indexed:] for item in r.json["input"]]
+    assert sent, "questions were embedded"
+    for item in sent:
+        for identifier in ("900101", "1234567", "55667788", "1234", "5678", "9876", "5432"):
+            assert identifier not in item, f"{identifier!r} reached Azure embeddings in {item!r}"
