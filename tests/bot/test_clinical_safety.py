@@ -114,3 +114,23 @@ async def test_azure_embeddings_never_receive_identifiers(
     for item in sent:
         for identifier in ("900101", "1234567", "55667788", "1234", "5678", "9876", "5432"):
             assert identifier not in item, f"{identifier!r} reached Azure embeddings in {item!r}"
+
+
+async def test_an_emergency_comes_before_a_streamed_answer(
+    start_bot: BotFactory, connector: FakeConnector, fake_azure_openai: FakeAzureOpenAI
+) -> None:
+    from tests.bot.test_generation import cite_map_target
+
+    fake_azure_openai.answer = cite_map_target
+    settings = fake_azure_openai.settings()
+    bot = await start_bot(
+        openai_endpoint=settings.openai_endpoint,
+        openai_api_key=settings.openai_api_key,
+        openai_chat_deployment=settings.openai_chat_deployment,
+        stream_interval_s=0.01,
+    )
+    await bot.post(teams_message("환자가 숨을 안 쉬어요. 패혈성 쇼크 목표 MAP는?", connector.url))
+    first = connector.sent[0]
+    assert first.activity_type == "message" and "신속대응팀" in first.text  # before the stream starts
+    assert (connector.typing()[0].entity("streaminfo") or {}).get("streamType") == "informative"
+    assert "65 mmHg" in connector.messages()[-1].text

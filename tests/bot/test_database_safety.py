@@ -212,3 +212,18 @@ async def test_readiness_fails_when_the_sqlite_file_is_deleted(start_bot: BotFac
         path.unlink()
     async with bot.session.get(f"{bot.url}/readyz") as response:
         assert response.status == 503
+
+
+def test_other_exceptions_keep_their_message_and_chain() -> None:
+    from bot.logs import format_exception
+
+    try:
+        try:
+            raise sqlite3.OperationalError(f"no such table: {MARKER}")
+        except sqlite3.OperationalError as inner:
+            raise RuntimeError("store unavailable") from inner
+    except RuntimeError as outer:
+        text = format_exception((type(outer), outer, outer.__traceback__))
+    assert "builtins.RuntimeError: store unavailable" in text
+    assert "direct cause" in text and "sqlite3.OperationalError: (message withheld" in text
+    assert MARKER not in text
