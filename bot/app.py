@@ -159,7 +159,11 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     app = request.app
     services = app[SERVICES]
-    database = await services.store.ping()
+    try:  # a database that stops answering must not hold the probe (or the orchestrator) past its own timeout
+        async with asyncio.timeout(services.settings.database_timeout_s):
+            database = await services.store.ping()
+    except TimeoutError:
+        database = False
     indexed = app[READY].is_set()
     body = {
         "database": "ok" if database else "unreachable",

@@ -81,7 +81,7 @@ async def build_services(settings: Settings, extra_skills: Sequence[SkillFactory
     """Open the store and build every port and skill; `extra_skills` adds skills (tests, site-specific add-ons)."""
     graph = graph_groups(settings)
     directory = LiveDirectory.open(settings.directory, groups=graph)  # a bad file stops start-up here
-    store = SqlStore.from_url(settings.database)
+    store = SqlStore.from_url(settings.database, timeout_s=settings.database_timeout_s)
     await store.open()
     clock = SystemClock()
     timers = SqlTimers(store.engine, clock)
@@ -105,6 +105,11 @@ async def build_services(settings: Settings, extra_skills: Sequence[SkillFactory
             "resync_seconds": settings.resync_seconds,
             "stream_interval_s": settings.stream_interval_s,
             "documents_base_url": settings.protocols_base_url,
+            # privacy and clinical safety (issue 6)
+            "retention_days": settings.retention_days,
+            "max_question_chars": settings.max_question_chars,
+            "emergency_text": settings.emergency_text,
+            "emergency_text_ko": settings.emergency_text_ko,
         },
     )
     skills = [

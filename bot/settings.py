@@ -124,6 +124,38 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "WARDLINE_GRAPH_URL", "graph_url", "https://graph.microsoft.com", "Microsoft Graph endpoint (national clouds)."
     ),
+    # Privacy and clinical safety (issue 6)
+    Option(
+        "WARDLINE_DATABASE_TIMEOUT_S",
+        "database_timeout_s",
+        "5",
+        "Bound on connecting to the database, each statement, a pooled connection and the /readyz write, seconds.",
+    ),
+    Option(
+        "WARDLINE_RETENTION_DAYS",
+        "retention_days",
+        "30",
+        "Days masked questions, answers and chat history are kept; a daily job deletes older ones.",
+    ),
+    Option(
+        "WARDLINE_MAX_QUESTION_CHARS",
+        "max_question_chars",
+        "2000",
+        "Longest question answered; longer messages get a polite request to shorten them.",
+    ),
+    Option(
+        "WARDLINE_EMERGENCY_TEXT",
+        "emergency_text",
+        "",
+        "Shown first when an English question describes an emergency, e.g. 'Call the rapid response team on 1234 "
+        "now.' Empty: a generic instruction to call the hospital's emergency number.",
+    ),
+    Option(
+        "WARDLINE_EMERGENCY_TEXT_KO",
+        "emergency_text_ko",
+        "",
+        "The same instruction for Korean questions. Empty: a generic Korean instruction.",
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -172,6 +204,11 @@ class Settings:
     directory_reload_seconds: int = 60
     graph_cache_seconds: int = 900
     graph_url: str = "https://graph.microsoft.com"
+    database_timeout_s: float = 5.0
+    retention_days: int = 30
+    max_question_chars: int = 2000
+    emergency_text: str = ""
+    emergency_text_ko: str = ""
 
     @property
     def database(self) -> str:
@@ -289,6 +326,11 @@ class Settings:
             directory_reload_seconds=number("directory_reload_seconds", int, 0, 24 * 3600),
             graph_cache_seconds=number("graph_cache_seconds", int, 0, 24 * 3600),
             graph_url=_graph_url(raw["graph_url"]),
+            database_timeout_s=number("database_timeout_s", float, 0.5, 120),
+            retention_days=number("retention_days", int, 1, 3650),
+            max_question_chars=number("max_question_chars", int, 100, 30000),
+            emergency_text=raw["emergency_text"],
+            emergency_text_ko=raw["emergency_text_ko"],
         )
 
 
@@ -296,6 +338,8 @@ def offline_model_environment() -> None:
     """Before a local model library is imported: never reach a model hub, no tokenizer thread pools."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def _graph_url(value: str) -> str:
     if not value.startswith(("https://", "http://")):
         raise SettingsError("WARDLINE_GRAPH_URL must be a URL such as https://graph.microsoft.com")

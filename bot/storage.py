@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +79,8 @@ timers = Table(
 Index("ix_timers_state_run_at", timers.c.state, timers.c.run_at)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+HEALTH = "wardline.health"
+HEARTBEAT_KEY = f"heartbeat:{socket.gethostname()}:{os.getpid()}"  # one record per replica
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -108,13 +112,33 @@ class SqlStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._dialect = engine.dialect.name
+        self._file: Path | None = None  # the SQLite file, when there is one
 
     @classmethod
-    def from_url(cls, url: str) -> SqlStore:
+    def from_url(cls, url: str, *, timeout_s: float = 5.0) -> SqlStore:
+        """An engine whose every wait is bounded by about `timeout_s`: connecting, each statement, a pool slot.
+
+        Statement parameters never appear in SQLAlchemy's exception messages (`hide_parameters`): they carry
+        questions, answers and patient text.
+        """
         parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_pre_ping=True)
+        backend = parsed.get_backend_name()
+        file_database = backend == "sqlite" and parsed.database not in (None, "", ":memory:")
+        if file_database:
+            Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+        options: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
+        if backend == "postgresql" and parsed.get_driver_name() == "asyncpg":
+            options["pool_timeout"] = timeout_s
+            options["connect_args"] = {
+                "timeout": timeout_s,  # TCP connect and authentication
+                "command_timeout": timeout_s,  # client side: a server that accepts and never answers
+                "server_settings": {"statement_timeout": str(int(timeout_s * 1000))},  # server side
+            }
+        elif file_database:
+            options["pool_timeout"] = timeout_s
+            options["connect_args"] = {"timeout": timeout_s}  # sqlite3's own wait for a lock
+        engine = create_async_engine(url, **options)
+        busy_ms = int(timeout_s * 1000)
         if engine.dialect.name == "sqlite":
 
             @event.listens_for(engine.sync_engine, "connect")
@@ -122,11 +146,13 @@ class SqlStore:
                 cursor = dbapi_connection.cursor()
                 cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
                 cursor.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process in WAL mode
-                cursor.execute("PRAGMA busy_timeout=5000")
+                cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
                 cursor.execute("PRAGMA case_sensitive_like=ON")  # prefixes match as in PostgreSQL
                 cursor.close()
 
-        return cls(engine)
+        store = cls(engine)
+        store._file = Path(str(parsed.database)) if file_database else None
+        return store
 
     async def open(self) -> None:
         """Bring the schema to the newest migration (creating it on an empty database)."""
@@ -139,9 +165,12 @@ class SqlStore:
         await self.engine.dispose()
 
     async def ping(self) -> bool:
+        """Whether the database takes a write now: a heartbeat record is upserted (a read-only or deleted SQLite
+        file, a full disk or a read-only PostgreSQL replica all answer False)."""
+        if self._file is not None and not self._file.exists():
+            return False  # open connections keep writing to a deleted file's inode: nothing would survive
         try:
-            async with self.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+            await self.put(HEALTH, HEARTBEAT_KEY, {"at": datetime.now(UTC).isoformat()})
         except Exception:  # any driver error means "not ready"; /readyz reports it
             return False
         return True
@@ -242,6 +271,14 @@ class SqlStore:
                 {"stream": stream, "value": _dump(event_value), "created_at": datetime.now(UTC)},
             )
             return int(result.scalar_one())
+
+    async def delete_events_before(self, stream: str, before: datetime) -> int:
+        """Delete a stream's events appended before `before` (retention); returns how many went."""
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                delete(events).where(and_(events.c.stream == stream, events.c.created_at < before))
+            )
+        return int(result.rowcount or 0)
 
     async def read(self, stream: str, *, after: int = 0, limit: int = 1000) -> list[tuple[int, dict[str, Any]]]:
         async with self.engine.connect() as connection:

@@ -9,4 +9,5 @@ from __future__ import annotations
 MODULES: tuple[str, ...] = (
     "bot.commands.handover",
     "bot.commands.directory",
+    "bot.commands.privacy",  # issue 6: privacy purge
 )

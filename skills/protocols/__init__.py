@@ -26,7 +26,12 @@ def create_skill(context: Context, library: ProtocolLibrary, folder: Path) -> Sk
             answer_timeout_s=float(options.get("answer_timeout_s", 8.0)),
             stream_interval_s=float(options.get("stream_interval_s", 1.2)),
             documents_base_url=str(options.get("documents_base_url", "")),
+            max_question_chars=int(options.get("max_question_chars", 2000)),
+            retention_days=int(options.get("retention_days", 30)),
+            emergency_text=str(options.get("emergency_text", "")),
+            emergency_text_ko=str(options.get("emergency_text_ko", "")),
         ),
+        names=context.directory.known_names if context.directory is not None else None,
     )
 
     async def resync() -> None:
@@ -46,6 +51,19 @@ def create_skill(context: Context, library: ProtocolLibrary, folder: Path) -> Sk
     interval = int(options.get("resync_seconds", 900))
     if interval > 0:
         jobs.append(Job(id="protocols.resync", func=resync, interval_seconds=interval, misfire_grace_seconds=interval))
+
+    async def retention() -> None:
+        await assistant.purge_expired()
+
+    # Retention: masked questions, answers and histories older than retention_days go, nightly, on the leader only.
+    jobs.append(
+        Job(
+            id="protocols.retention",
+            func=retention,
+            cron={"hour": "3", "minute": "17"},
+            misfire_grace_seconds=6 * 3600,
+        )
+    )
     return Skill(
         name="protocols",
         description="Answers from the hospital's protocols, with numbered sources",

@@ -6,9 +6,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from skills.core.i18n import language_of
@@ -23,13 +23,20 @@ from skills.protocols.answer import (
     finish_generated,
     is_not_covered,
     not_covered_text,
+    released_text,
 )
+from skills.protocols.emergency import is_emergency
 from skills.protocols.library import ProtocolLibrary
 from skills.protocols.retrieval import Hit
+from skills.protocols.texts import TEXTS
 
 log = logging.getLogger(__name__)
 
 FOLLOW_UP_MAX_TERMS = 3  # a question with more content words than this stands on its own
+# "Closest protocols" in a refusal must be related to the question, though less than an answerable section:
+# this share of the coverage (or similarity) bar. Measured on the samples: "capital of France for a patient" and
+# "rattlesnake bite in a dog" reach at most 0.18 coverage, real near misses 0.3 and more.
+CLOSEST_SHARE = 0.7
 ANSWERS = "protocols.answers"
 HISTORY = "protocols.history"
 FEEDBACK_STREAM = "protocols.feedback"
@@ -46,6 +53,10 @@ class AssistantOptions:
     answer_timeout_s: float = 8.0  # keeps a Teams turn under ~10 s, retrieval included
     stream_interval_s: float = 1.2  # Teams asks for about one streaming update every 1-2 s
     documents_base_url: str = ""  # citations link to base + document path when set
+    max_question_chars: int = 2000  # Teams allows ~28 KB; a protocol question is a sentence or two
+    retention_days: int = 30  # masked questions, answers and history older than this are purged
+    emergency_text: str = ""  # the hospital's own instruction (English); empty: a generic one
+    emergency_text_ko: str = ""
 
 
 @dataclass(slots=True)
@@ -54,7 +65,7 @@ class Answer:
 
     text: str
     citations: list[Citation]
-    mode: str  # "generated", "extractive", "not_covered" or "not_ready"
+    mode: str  # "generated", "extractive", "not_covered", "not_ready" or "too_long"
 
     @property
     def ai_generated(self) -> bool:
@@ -71,38 +82,73 @@ class ProtocolAssistant:
         clock: Clock,
         llm: LLM | None = None,
         options: AssistantOptions | None = None,
+        names: Callable[[], Iterable[str]] | None = None,
     ) -> None:
         self.library = library
         self.store = store
         self.clock = clock
         self.llm = llm
         self.options = options or AssistantOptions()
+        self.names = names or (lambda: ())  # people's names to mask (directory, handover rosters)
 
-    async def retrieve(self, question: str, history: Sequence[ChatTurn] = ()) -> list[Hit]:
-        """Covered hits for the question; a short follow-up borrows the previous question's words."""
+    def mask(self, text: str) -> str:
+        """The text as it may be stored or sent out: identifiers and known names replaced by placeholders."""
+        return mask_identifiers(text, self.names())
+
+    def emergency_text(self, language: str) -> str:
+        """The hospital's emergency instruction in the question's language."""
+        configured = self.options.emergency_text_ko if language == "ko" else self.options.emergency_text
+        return configured or TEXTS[language]["emergency"]
+
+    async def retrieve(
+        self, question: str, history: Sequence[ChatTurn] = (), previous_sources: Collection[str] = ()
+    ) -> list[Hit]:
+        """Covered hits for the question; a short follow-up may borrow the previous question's words.
+
+        Only masked text is searched (the embedder may be a cloud service). A follow-up borrows context only for
+        sections of the protocols the previous answer cited that the new question alone also passes the coverage
+        test for: an unrelated question never looks covered because of what was asked before.
+        """
         retriever = self.library.retriever
-        question = without_identifiers(question)  # record numbers and the like only dilute the search
+        question = without_identifiers(question, self.names())
         hits = await retriever.search(question, self.options.top_k)
         covered = [h for h in hits if retriever.is_covered(h)]
         if not covered and history and sum(retriever.key_terms(question).values()) <= FOLLOW_UP_MAX_TERMS:
-            # "what about children?": read it with the previous question, but keep only sections that also
-            # speak to something in the new question, so an unrelated question does not inherit the old topic.
-            hits = await retriever.search(f"{history[-1].question} {question}", self.options.top_k)
+            previous = without_identifiers(history[-1].question, self.names())
+            hits = await retriever.search(f"{previous} {question}", self.options.top_k)
             own = retriever.coverage_of(question, hits)
-            covered = [h for h, mine in zip(hits, own, strict=True) if retriever.is_covered(h) and mine > 0]
+            bar = retriever.settings.min_coverage
+            covered = [
+                h
+                for h, mine in zip(hits, own, strict=True)
+                if retriever.is_covered(h) and mine >= bar and h.chunk.source in previous_sources
+            ]
         return covered
 
     async def answer(self, question: str, history: Sequence[ChatTurn] = ()) -> Answer:
-        """One answer without streaming."""
+        """One answer without streaming (the command line); an emergency instruction comes first in the text."""
+        answer = await self._answer(question, history, ())
+        if answer.mode != "too_long" and is_emergency(question):
+            answer.text = f"{self.emergency_text(language_of(question))}\n\n{answer.text}"
+        return answer
+
+    async def _answer(self, question: str, history: Sequence[ChatTurn], previous_sources: Collection[str]) -> Answer:
         language = language_of(question)
+        if len(question) > self.options.max_question_chars:
+            return self._too_long(question, language)
         if not self.library.retriever.chunks:
             return Answer(library_loading_text(language), [], "not_ready")
-        hits = await self.retrieve(question, history)
+        hits = await self.retrieve(question, history, previous_sources)
         if not hits:
             return await self._not_covered(question, language)
         if self.llm is None:
             return self._extractive(question, hits, language)
-        return await self._generate(question, hits, language, history, self.llm.complete)
+        related = _related_history(history, previous_sources, hits)
+        return await self._generate(question, hits, language, related, self.llm.complete)
+
+    def _too_long(self, question: str, language: str) -> Answer:
+        text = TEXTS[language]["too_long"].format(length=len(question), limit=self.options.max_question_chars)
+        return Answer(text, [], "too_long")
 
     async def _generate(
         self,
@@ -114,7 +160,7 @@ class ProtocolAssistant:
     ) -> Answer:
         """A cited answer from the model, or quoted extracts when it fails, times out or cites nothing."""
         sources = self._sources(hits)
-        prompt = build_prompt(mask_identifiers(question), sources, language, self._masked(history))
+        prompt = build_prompt(self.mask(question), sources, language, self._masked(history))
         try:
             async with asyncio.timeout(self.options.answer_timeout_s):
                 text = await produce(prompt)
@@ -131,57 +177,76 @@ class ProtocolAssistant:
         question = message.text.strip()
         if message.command_word in ("ask", "질문"):
             question = message.argument
+        language = language_of(question[: self.options.max_question_chars] or message.text)
         if not question:
-            await turn.send(
-                Reply(text="Ask me a question about a protocol, e.g. `ask what MAP do we target in septic shock?`")
-            )
+            await turn.send(Reply(text=TEXTS[language]["empty_question"], skill="protocols"))
             return
-        history = await self._history(message)
+        if len(question) > self.options.max_question_chars:
+            await turn.send(Reply(text=self._too_long(question, language).text, skill="protocols"))
+            return  # never searched, never stored
+        if is_emergency(question):  # before any search: nothing may delay this line
+            await turn.send(Reply(text=self.emergency_text(language), skill="protocols"))
+        history, previous_sources = await self._history(message)
         if self.llm is not None and turn.can_stream and self.library.retriever.chunks:
-            answer = await self._answer_streaming(message, question, history, turn)
+            answer = await self._answer_streaming(message, question, history, previous_sources, turn)
         else:
             await turn.typing()
-            answer = await self.answer(question, history)
+            answer = await self._answer(question, history, previous_sources)
             await turn.send(await self._record(message, question, answer))
         await self._remember(message, question, answer)
 
     async def _answer_streaming(
-        self, message: Message, question: str, history: Sequence[ChatTurn], turn: Turn
+        self,
+        message: Message,
+        question: str,
+        history: Sequence[ChatTurn],
+        previous_sources: Collection[str],
+        turn: Turn,
     ) -> Answer:
         language = language_of(question)
-        informative = "프로토콜을 찾고 있습니다…" if language == "ko" else "Searching the protocols…"
-        stream = await turn.start_stream(informative)
-        hits = await self.retrieve(question, history)
+        stream = await turn.start_stream(TEXTS[language]["searching"])
+        hits = await self.retrieve(question, history, previous_sources)
         if not hits:
             answer = await self._not_covered(question, language)
         else:
             assert self.llm is not None
             stream_answer = self.llm.stream
+            sources = self._sources(hits)
 
             async def pump(prompt: list[ChatMessage]) -> str:
-                return await self._pump(stream_answer(prompt), stream)
+                return await self._pump(stream_answer(prompt), stream, sources)
 
-            answer = await self._generate(question, hits, language, history, pump)
+            related = _related_history(history, previous_sources, hits)
+            answer = await self._generate(question, hits, language, related, pump)
         await stream.finish(await self._record(message, question, answer))
         return answer
 
-    async def _pump(self, pieces: AsyncIterator[str], stream: Stream) -> str:
+    async def _pump(self, pieces: AsyncIterator[str], stream: Stream, sources: Sequence[Source]) -> str:
+        """Collect the model's answer; show only finished sentences that passed the final answer's checks."""
         text = ""
+        shown = ""
         last = 0.0
+        blocked = False
+        analyzer = self.library.analyzer
         async for piece in pieces:
             text += piece
             now = time.monotonic()
-            if now - last >= self.options.stream_interval_s and not _may_be_sentinel(text):
-                await stream.update(text)
-                last = now
+            if blocked or now - last < self.options.stream_interval_s or _may_be_sentinel(text):
+                continue
+            safe = released_text(text, sources, analyzer)
+            if safe is None:
+                blocked = True  # a cited sentence failed its check: nothing more is shown before the final
+            elif safe and safe != shown:
+                await stream.update(safe)
+                shown, last = safe, now
         return text
 
     def _finish(self, text: str, sources: Sequence[Source]) -> Answer | None:
         if is_not_covered(text):
             return None  # the model found nothing to say: quote the sections the retriever found instead
-        finished = finish_generated(text, sources)
+        finished = finish_generated(text, sources, self.library.analyzer)
         if finished is None:
-            log.warning("model answer carried no valid citation; answering with extracts")
+            log.warning("model answer failed the citation or support checks; answering with extracts")
             return None
         body, citations = finished
         return Answer(body, self._linked(citations), "generated")
@@ -197,36 +262,48 @@ class ProtocolAssistant:
         return [replace(c, url=base + quote(c.source)) for c in citations]
 
     async def _not_covered(self, question: str, language: str) -> Answer:
-        closest = await self.library.retriever.search(question, 10)
+        """Say so honestly; list protocols only when they pass a weaker relatedness test than an answer needs."""
+        retriever = self.library.retriever
+        closest = await retriever.search(without_identifiers(question, self.names()), 10)
+        min_coverage = retriever.settings.min_coverage * CLOSEST_SHARE
+        min_similarity = retriever.settings.min_similarity * CLOSEST_SHARE
         titles: list[str] = []
         for hit in closest:
-            if hit.chunk.title not in titles and (hit.lexical > 0 or hit.dense > 0):
+            related = (hit.lexical > 0 and hit.coverage >= min_coverage) or (hit.dense >= min_similarity > 0)
+            if related and hit.chunk.title not in titles:
                 titles.append(hit.chunk.title)
         return Answer(not_covered_text(language, titles[:3]), [], "not_covered")
 
     def _sources(self, hits: Sequence[Hit]) -> list[Source]:
         return [Source(i, h) for i, h in enumerate(hits[: self.options.max_sources], 1)]
 
-    @staticmethod
-    def _masked(history: Sequence[ChatTurn]) -> list[ChatTurn]:
-        return [ChatTurn(mask_identifiers(t.question), t.answer) for t in history]
+    def _masked(self, history: Sequence[ChatTurn]) -> list[ChatTurn]:
+        return [ChatTurn(self.mask(t.question), self.mask(t.answer)) for t in history]
 
-    async def _history(self, message: Message) -> list[ChatTurn]:
+    async def _history(self, message: Message) -> tuple[list[ChatTurn], set[str]]:
+        """Recent turns of this user in this conversation, and the documents the last answer cited."""
         record = await self.store.get(HISTORY, _history_key(message))
         if not record:
-            return []
+            return [], set()
         cutoff = self.clock.now() - timedelta(minutes=self.options.history_minutes)
         turns = [t for t in record.get("turns", []) if str(t.get("at", "")) >= cutoff.isoformat()]
-        return [ChatTurn(str(t["q"]), str(t["a"])) for t in turns][-self.options.history_turns :]
+        turns = turns[-self.options.history_turns :]
+        sources = {str(s) for s in turns[-1].get("sources", [])} if turns else set()
+        return [ChatTurn(str(t["q"]), str(t["a"])) for t in turns], sources
 
     async def _remember(self, message: Message, question: str, answer: Answer) -> None:
-        if answer.mode in ("not_covered", "not_ready"):
+        if answer.mode in ("not_covered", "not_ready", "too_long"):
             return
         key = _history_key(message)
         record = await self.store.get(HISTORY, key) or {"turns": []}
         turns = [
             *record.get("turns", []),
-            {"q": question, "a": answer.text, "at": self.clock.now().isoformat()},
+            {
+                "q": self.mask(question),
+                "a": self.mask(answer.text),
+                "sources": sorted({c.source for c in answer.citations}),
+                "at": self.clock.now().isoformat(),
+            },
         ]
         await self.store.put(HISTORY, key, {"turns": turns[-self.options.history_turns :]})
 
@@ -236,8 +313,8 @@ class ProtocolAssistant:
             ANSWERS,
             record_id,
             {
-                "question": question,
-                "answer": answer.text,
+                "question": self.mask(question),
+                "answer": self.mask(answer.text),
                 "mode": answer.mode,
                 "citations": [
                     {"position": c.position, "title": c.title, "section": c.section, "source": c.source}
@@ -258,7 +335,7 @@ class ProtocolAssistant:
         )
 
     async def on_feedback(self, feedback: Feedback) -> None:
-        """Store a vote against the answer it rates, with the question and the cited sections."""
+        """Store a vote against the answer it rates, with the (masked) question and the cited sections."""
         record = await self.store.get(ANSWERS, feedback.record_id)
         if record is None:
             log.warning("feedback for an unknown answer", extra={"record_id": feedback.record_id})
@@ -266,7 +343,7 @@ class ProtocolAssistant:
         vote = {
             "record_id": feedback.record_id,
             "reaction": feedback.reaction,
-            "comment": feedback.text,
+            "comment": self.mask(feedback.text),
             "user": feedback.user.id,
             "question": record.get("question"),
             "citations": record.get("citations"),
@@ -277,11 +354,51 @@ class ProtocolAssistant:
         votes = [*record.get("feedback", []), {k: vote[k] for k in ("reaction", "comment", "user", "at")}]
         await self.store.put(ANSWERS, feedback.record_id, {**record, "feedback": votes})
 
+    async def purge(self, before: datetime) -> int:
+        """Delete stored answers and chat histories last written before `before` (retention); returns the count."""
+        return await purge_answers(self.store, before)
+
+    async def purge_expired(self) -> int:
+        """The retention job: purge what is older than `retention_days`."""
+        removed = await self.purge(self.clock.now() - timedelta(days=self.options.retention_days))
+        if removed:
+            log.info("expired answers and histories purged", extra={"removed": removed})
+        return removed
+
+
+async def purge_answers(store: Store, before: datetime) -> int:
+    """Delete the protocol skill's answers and chat histories last written before `before`; returns the count."""
+    cutoff = before.astimezone(UTC).isoformat()  # records are stamped by the clock in UTC
+    removed = 0
+    for namespace, stamp in ((ANSWERS, _answer_time), (HISTORY, _history_time)):
+        for key, value in await store.scan(namespace):
+            if stamp(value) < cutoff and await store.delete(namespace, key):
+                removed += 1
+    return removed
+
+
+def _answer_time(record: dict[str, object]) -> str:
+    return str(record.get("at", ""))
+
+
+def _history_time(record: dict[str, object]) -> str:
+    turns = record.get("turns")
+    if isinstance(turns, list) and turns and isinstance(turns[-1], dict):
+        return str(turns[-1].get("at", ""))
+    return ""
+
+
+def _related_history(
+    history: Sequence[ChatTurn], previous_sources: Collection[str], hits: Sequence[Hit]
+) -> Sequence[ChatTurn]:
+    """Earlier turns go to the model only when this answer draws on a protocol the last answer cited."""
+    if history and any(h.chunk.source in previous_sources for h in hits):
+        return history
+    return ()
+
 
 def library_loading_text(language: str) -> str:
-    if language == "ko":
-        return "프로토콜 라이브러리를 불러오는 중입니다. 잠시 후 다시 질문해 주세요."
-    return "The protocol library is still loading. Please ask again in a minute."
+    return TEXTS["ko" if language == "ko" else "en"]["loading"]
 
 
 def _may_be_sentinel(text: str) -> bool:

@@ -210,6 +210,31 @@ def _plain_sections(body: str) -> tuple[str, list[Section]]:
     return title, sections
 
 
+_HIDDEN_STYLE = re.compile(r"(?i)(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*hidden)\b")
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
+)
+# A <p> or <li> closes implicitly when one of these starts (HTML's optional end tags).
+_IMPLIED_END = {
+    "p": frozenset({"p", "div", "ul", "ol", "table", "section", "article", "blockquote", "pre", "hr", "form"})
+    | frozenset(f"h{n}" for n in range(1, 7)),
+    "li": frozenset({"li"}),
+}
+
+
+def _is_hidden(attrs: list[tuple[str, str | None]]) -> bool:
+    """Whether an element is invisible to readers: `hidden`, `aria-hidden="true"`, or display:none in its style."""
+    for name, value in attrs:
+        name = name.lower()
+        if name == "hidden":
+            return True
+        if name == "aria-hidden" and (value or "").strip().lower() == "true":
+            return True
+        if name == "style" and value and _HIDDEN_STYLE.search(value):
+            return True
+    return False
+
+
 class _HtmlSectioner(HTMLParser):
     _SKIP = frozenset({"script", "style", "head", "nav", "footer", "template"})
     _BLOCK = frozenset({"p", "li", "tr", "div", "br", "section", "article", "dd", "dt", "blockquote"})
@@ -226,8 +251,29 @@ class _HtmlSectioner(HTMLParser):
         self._skip_depth = 0
         self._in_title = False
         self._title: list[str] = []
+        self._hidden_tag = ""  # the element whose text readers cannot see, while inside it
+        self._hidden_depth = 0  # open elements of that name inside it
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._hidden_tag:  # inside hidden text: only track where it ends
+            if tag in _IMPLIED_END.get(self._hidden_tag, ()) and self._hidden_depth == 1:
+                self._hidden_tag, self._hidden_depth = "", 0  # the hidden <p> ended implicitly: read on
+            elif tag == self._hidden_tag:
+                self._hidden_depth += 1
+                return
+            else:
+                return
+        if tag not in _VOID and _is_hidden(attrs):
+            self._hidden_tag, self._hidden_depth = tag, 1
+            return
+        self._visible_starttag(tag, attrs)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if not self._hidden_tag and not _is_hidden(attrs):  # a self-closed hidden element has no text to drop
+            self.handle_starttag(tag, attrs)
+            self.handle_endtag(tag)
+
+    def _visible_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "meta":
             values = dict(attrs)
             name, content = (values.get("name") or "").lower(), values.get("content") or ""
@@ -253,6 +299,12 @@ class _HtmlSectioner(HTMLParser):
             self._buffer.append(" | ")
 
     def handle_endtag(self, tag: str) -> None:
+        if self._hidden_tag:
+            if tag == self._hidden_tag:
+                self._hidden_depth -= 1
+                if self._hidden_depth == 0:
+                    self._hidden_tag = ""
+            return
         if tag == "title":
             self._in_title = False
         if tag in self._SKIP:
@@ -266,6 +318,8 @@ class _HtmlSectioner(HTMLParser):
             self._heading = None
 
     def handle_data(self, data: str) -> None:
+        if self._hidden_tag:
+            return
         if self._in_title:
             self._title.append(data)
         if self._skip_depth:

@@ -23,8 +23,11 @@ def cite_map_target(body: dict[str, Any]) -> str:
         if "65 mmHg" in excerpt["text"]:
             if any("\uac00" <= ch <= "\ud7a3" for ch in data["question"]):
                 return f"패혈성 쇼크에서는 평균동맥압 65 mmHg 이상을 목표로 합니다 [{excerpt['n']}]."
+            n = excerpt["n"]  # three sentences, each supported by the excerpt it cites (streaming shows whole ones)
             return (
-                f"Target a mean arterial pressure of at least 65 mmHg [{excerpt['n']}]; start noradrenaline if lower."
+                f"Target a mean arterial pressure of at least 65 mmHg [{n}]. Record MAP at least every 15 minutes "
+                f"while vasopressors are being started [{n}]. Calculate MAP as (systolic + 2 × diastolic) ÷ 3 if the "
+                f"monitor does not display it [{n}]."
             )
     return "NOT_COVERED"
 
