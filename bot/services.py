@@ -11,8 +11,8 @@ from bot.embeddings import LocalEmbedder, local_model_available
 from bot.llm import AzureChat, AzureEmbedder, AzureOpenAIClient
 from bot.settings import Settings, SettingsError
 from bot.storage import SqlStore
-from skills import protocols
-from skills.core.ports import LLM, Embedder
+from skills import alerts, protocols
+from skills.core.ports import LLM, Clock, Directory, Embedder, Notifier, Timers
 from skills.core.router import Router
 from skills.core.skill import Context, Skill
 from skills.protocols.library import ProtocolLibrary
@@ -31,6 +31,16 @@ def choose_embedder(settings: Settings, azure: AzureOpenAIClient | None) -> Embe
             raise SettingsError("WARDLINE_EMBEDDINGS=local needs the extra: pip install 'wardline[local]'")
         return LocalEmbedder()
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class HostPorts:
+    """Ports the host hands skills besides storage and models: built by the host, or test doubles."""
+
+    notifier: Notifier | None = None
+    timers: Timers | None = None
+    directory: Directory | None = None
+    clock: Clock | None = None
 
 
 @dataclass(slots=True)
@@ -53,7 +63,7 @@ class Services:
         await self.store.close()
 
 
-async def build_services(settings: Settings) -> Services:
+async def build_services(settings: Settings, ports: HostPorts | None = None) -> Services:
     store = SqlStore.from_url(settings.database)
     await store.open()
     azure = AzureOpenAIClient(settings) if (settings.chat_configured or settings.azure_embeddings_configured) else None
@@ -64,19 +74,30 @@ async def build_services(settings: Settings) -> Services:
     folder = settings.protocols_dir or protocols.SAMPLES
     if not folder.is_dir():
         raise SettingsError(f"WARDLINE_PROTOCOLS_DIR: {folder} is not a folder")
+    ports = ports or HostPorts()
     context = Context(
         store=store,
-        clock=SystemClock(),
+        clock=ports.clock or SystemClock(),
         llm=llm,
         embedder=embedder,
+        notifier=ports.notifier,
+        timers=ports.timers,
+        directory=ports.directory,
         options={
             "answer_timeout_s": settings.answer_timeout_s,
             "resync_seconds": settings.resync_seconds,
             "stream_interval_s": settings.stream_interval_s,
             "documents_base_url": settings.protocols_base_url,
+            "timezone": settings.timezone,
+            "biomed_target": settings.biomed_target,
+            "alerts_locale": settings.alerts_locale,
         },
     )
     skills = [protocols.create_skill(context, library, folder)]
+    if context.notifier is not None and context.timers is not None:
+        skills.append(alerts.create_skill(context))
+    else:  # an alarm Wardline cannot deliver must not be acknowledged: without them no consumer takes HL7
+        log.warning("device alerts are off: no notifier or durable timers")
     log.info(
         "services ready",
         extra={

@@ -102,6 +102,36 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("WARDLINE_PUBLIC_HOSTNAME", "public_hostname", "", "Host name Teams reaches the bot at (manifest)."),
     Option("WARDLINE_TEAMS_APP_ID", "teams_app_id", "", "Teams app id (manifest). Empty: derived from the bot id."),
+    # Device alerts (IHE PCD ACM): the MLLP listener, the signed webhook, where technical alerts go.
+    Option("WARDLINE_MLLP_ENABLED", "mllp_enabled", "true", "Run the MLLP listener for device gateways (HL7 v2)."),
+    Option("WARDLINE_MLLP_HOST", "mllp_host", "127.0.0.1", "Address the MLLP listener binds to."),
+    Option("WARDLINE_MLLP_PORT", "mllp_port", "2575", "Port of the MLLP listener (0: any free port)."),
+    Option(
+        "WARDLINE_MLLP_IDLE_TIMEOUT_S",
+        "mllp_idle_timeout_s",
+        "300",
+        "Close an MLLP connection silent this long (idle or half-open); gateways reconnect.",
+    ),
+    Option(
+        "WARDLINE_ALERTS_MAX_BYTES",
+        "alerts_max_bytes",
+        "65536",
+        "Largest HL7 message or webhook body accepted; larger ones are refused with a reason (NAK, 413).",
+    ),
+    Option(
+        "WARDLINE_ALERTS_WEBHOOK_SECRET",
+        "alerts_webhook_secret",
+        "",
+        "HMAC secret(s) of POST /api/alerts, comma-separated for rotation. Empty: the webhook is off (404).",
+        secret=True,
+    ),
+    Option(
+        "WARDLINE_BIOMED_TARGET",
+        "biomed_target",
+        "",
+        "Where device-link-down alerts also go (e.g. unit:BIOMED), besides the unit.",
+    ),
+    Option("WARDLINE_ALERTS_LOCALE", "alerts_locale", "en", "Language of alarm cards (en or ko); a unit may override."),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -146,6 +176,18 @@ class Settings:
     openid_metadata_url: str = ""
     public_hostname: str = ""
     teams_app_id: str = ""
+    mllp_enabled: bool = True
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int = 2575
+    mllp_idle_timeout_s: float = 300.0
+    alerts_max_bytes: int = 65536
+    alerts_webhook_secret: str = ""
+    biomed_target: str = ""
+    alerts_locale: str = "en"
+
+    @property
+    def alerts_webhook_secrets(self) -> list[str]:
+        return [secret.strip() for secret in self.alerts_webhook_secret.split(",") if secret.strip()]
 
     @property
     def database(self) -> str:
@@ -259,6 +301,14 @@ class Settings:
             openid_metadata_url=raw["openid_metadata_url"],
             public_hostname=raw["public_hostname"],
             teams_app_id=raw["teams_app_id"],
+            mllp_enabled=flag("mllp_enabled"),
+            mllp_host=raw["mllp_host"],
+            mllp_port=number("mllp_port", int, 0, 65535),
+            mllp_idle_timeout_s=number("mllp_idle_timeout_s", float, 1, 24 * 3600),
+            alerts_max_bytes=number("alerts_max_bytes", int, 1024, 16 * 1024 * 1024),
+            alerts_webhook_secret=raw["alerts_webhook_secret"],
+            biomed_target=raw["biomed_target"],
+            alerts_locale=choice("alerts_locale", ("en", "ko")),
         )
 
 
