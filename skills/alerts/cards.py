@@ -58,7 +58,7 @@ def alert_card(record: Mapping[str, Any], locale: str, zone: ZoneInfo) -> Card:
     if ended:
         status = text(locale, "status.ended" if accepted else "status.ended_unaccepted", time=local_time(ended, zone))
     else:
-        status = text(locale, "status.active")
+        status = text(locale, "status.owned" if accepted else "status.active")
     status_lines: list[dict[str, Any]] = [
         {"type": "TextBlock", "text": status, "wrap": True, "weight": "Bolder", "color": "good" if ended else colour}
     ]

@@ -227,3 +227,40 @@ class _Facets:
             self.priority = self.flag_priority
         if self.source_device:
             self.device = self.source_device
+
+
+def build_oru_r40(
+    *,
+    source: str,
+    message_id: str,
+    alert_id: str,
+    unit: str,
+    room: str,
+    bed: str,
+    event_code: str,
+    event_text: str,
+    priority: str,
+    phase: str,
+    state: str,
+    occurred_at: datetime,
+    alert_type: str = "SP",
+    value: str = "",
+) -> str:
+    """An ORU^R40 shaped like a gateway's (for drills, `wardline alerts simulate`, tests and the benchmark)."""
+    stamp = occurred_at.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
+    segments = [
+        f"MSH|^~\\&|{source}^0000000000000001^EUI-64|{source}|WARDLINE|WARDLINE|{stamp}||ORU^R40^ORU_R40|"
+        f"{message_id}|P|2.6|||AL|NE||UNICODE UTF-8|||IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4.1^ISO",
+        f"PV1||I|{unit}^{room}^{bed}",
+        f"OBR|1|{message_id}^{source}|{message_id}^{source}|196616^MDC_EVT_ALARM^MDC|||{stamp}"
+        + "|" * 22
+        + f"^{alert_id}&{source}&0000000000000001&EUI-64",
+        f"OBX|1|ST|0^{event_code}^MDC|1.1.1.1|{event_text}|||{priority}~{alert_type}|||F|||{stamp}",
+        f"OBX|2|ST|68481^MDC_ATTR_EVENT_PHASE^MDC|1.1.1.2|{phase}||||||F",
+        f"OBX|3|ST|68482^MDC_ATTR_ALARM_STATE^MDC|1.1.1.3|{state}||||||F",
+        f"OBX|4|ST|68484^MDC_ATTR_ALARM_PRIORITY^MDC|1.1.1.4|{priority}||||||F",
+    ]
+    if value:
+        number, _, unit_text = value.partition(" ")
+        segments.append(f"OBX|5|NM|0^MDC_PULS_OXIM_SAT_O2^MDC|1.1.1.5|{number}|0^{unit_text}^MDC|||||F")
+    return "\r".join(segments)

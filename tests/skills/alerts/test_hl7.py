@@ -102,7 +102,7 @@ def test_time_without_offset_is_the_local_zone_and_fractions_are_read() -> None:
     assert parse_time("20261130074205.123+0900", SEOUL) == datetime(
         2026, 11, 29, 22, 42, 5, 123000, tzinfo=UTC
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="yesterday"):
         parse_time("yesterday", SEOUL)
 
 
@@ -143,7 +143,8 @@ def test_fuzz_arbitrary_text_parses_or_names_a_field(text: str) -> None:
     try:
         parse_oru_r40(text, default_zone=SEOUL)
     except AlertFormatError as error:
-        assert error.field
+        problem = error.field
+        assert problem
 
 
 @settings(max_examples=200, deadline=None)
@@ -156,6 +157,7 @@ def test_fuzz_mutated_fixtures_parse_or_name_a_field(data: st.DataObject) -> Non
     try:
         alert = parse_oru_r40(text, default_zone=SEOUL)
     except AlertFormatError as error:
-        assert error.field
+        problem = error.field
+        assert problem
     else:
         assert alert.source and alert.alert_id and alert.message_id
