@@ -54,7 +54,9 @@ def test_a_new_start_block_abandons_a_partial_frame() -> None:
 @given(st.lists(st.binary(max_size=40), max_size=12), st.lists(st.binary(max_size=30), max_size=5))
 def test_fuzz_framer_never_crashes_and_keeps_well_formed_frames(noise: list[bytes], payloads: list[bytes]) -> None:
     clean = [p.replace(b"\x0b", b"").replace(b"\x1c", b"") for p in payloads]
-    stream = b"".join(n.replace(b"\x0b", b"") + frame(p) for n, p in zip(noise + [b""] * len(clean), clean, strict=False))
+    stream = b"".join(
+        n.replace(b"\x0b", b"") + frame(p) for n, p in zip(noise + [b""] * len(clean), clean, strict=False)
+    )
     framer = MllpFramer(64)
     events: list[Frame | Oversized] = []
     for cut in range(0, len(stream), 7):

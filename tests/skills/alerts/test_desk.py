@@ -31,7 +31,7 @@ async def test_start_continue_end_is_one_card_updated_in_place() -> None:
     assert rig.timers.pending == {}  # the escalation was cancelled
     steps = await rig.steps()
     assert steps.count("received") == 3 and steps.count("ack sent") == 3
-    assert ["posted", "updated", "ended"] == [s for s in steps if s in ("posted", "updated", "ended")]
+    assert [s for s in steps if s in ("posted", "updated", "ended")] == ["posted", "updated", "ended"]
 
 
 async def test_exact_duplicate_is_acknowledged_and_ignored() -> None:
@@ -195,7 +195,7 @@ async def test_advisories_go_to_a_digest() -> None:
     [job] = [j for j in rig.skill.jobs if j.id == "alerts.digest"]
     assert job.interval_seconds == 900
     await job.func()
-    [(target, reply, ref)] = rig.notifier.posts
+    [(target, _, ref)] = rig.notifier.posts
     assert target == "unit:7W" and rig.notifier.priorities[ref] == Priority.BULK
     assert "Battery low" in rig.card_text(ref) and "Infusion near end" in rig.card_text(ref)
     await job.func()

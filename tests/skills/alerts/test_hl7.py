@@ -99,9 +99,7 @@ def test_location_from_an_obx_when_pv1_is_missing() -> None:
 
 def test_time_without_offset_is_the_local_zone_and_fractions_are_read() -> None:
     assert parse_time("20261130074205", SEOUL) == datetime(2026, 11, 30, 7, 42, 5, tzinfo=SEOUL)
-    assert parse_time("20261130074205.123+0900", SEOUL) == datetime(
-        2026, 11, 29, 22, 42, 5, 123000, tzinfo=UTC
-    )
+    assert parse_time("20261130074205.123+0900", SEOUL) == datetime(2026, 11, 29, 22, 42, 5, 123000, tzinfo=UTC)
     with pytest.raises(ValueError, match="yesterday"):
         parse_time("yesterday", SEOUL)
 
