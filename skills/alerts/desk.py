@@ -543,6 +543,20 @@ class AlertDesk:
                 await self.store.delete(ALERTS, key)
 
 
+async def audit_events(store: Store, *, since: datetime, unit: str | None = None) -> list[dict[str, Any]]:
+    """Audit steps at or after `since` (aware), optionally of one unit, oldest first."""
+    found: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = await store.read(AUDIT, after=after, limit=1000)
+        for sequence, event in page:
+            after = sequence
+            if datetime.fromisoformat(event["at"]) >= since and (unit is None or event.get("unit") == unit):
+                found.append({"seq": sequence, **event})
+        if len(page) < 1000:
+            return found
+
+
 def _new_record(alert: Alert, status: str, now: datetime) -> dict[str, Any]:
     return {
         "key": alert.key,
