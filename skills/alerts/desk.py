@@ -140,7 +140,7 @@ class AlertDesk:
             step = {"step": "duplicate", "alert": alert.key, "unit": alert.unit, "message": alert.message_id}
             self._queue.put_nowait(lambda: self.audit(step))
         else:
-            self._queue.put_nowait(lambda: self._apply_entry(key))
+            self._queue.put_nowait(lambda: self._apply_entry(key, entry))
 
         async def acknowledged() -> None:
             step = {"step": "ack sent", "alert": alert.key, "unit": alert.unit, "message": alert.message_id}
@@ -190,8 +190,9 @@ class AlertDesk:
         """Append one step to the audit stream, with its actor and UTC time."""
         await self.store.append(AUDIT, {"at": self.clock.now().isoformat(), "actor": actor, **step})
 
-    async def _apply_entry(self, key: str) -> None:
-        entry = await self.store.get(INBOX, key)
+    async def _apply_entry(self, key: str, entry: dict[str, Any] | None = None) -> None:
+        if entry is None:  # recovery reads it; a live report hands over what it just stored
+            entry = await self.store.get(INBOX, key)
         if entry is None or entry["done"]:
             return
         alert = Alert.from_json(entry["alert"])
@@ -270,14 +271,23 @@ class AlertDesk:
             await self.audit({"step": "ended", "alert": alert.key, "unit": alert.unit, "detail": "never started"})
             return True
         holdoff = self.settings.holdoff_for(self.unit(alert.unit), alert.priority)
-        record = _new_record(alert, "held" if holdoff > 0 else "posting", now)
-        if await self.store.put_if_version(ALERTS, alert.key, record, expected=None) is None:
-            return False
         if holdoff > 0:
+            record = _new_record(alert, "held", now)
+            if await self.store.put_if_version(ALERTS, alert.key, record, expected=None) is None:
+                return False
             await self.timers.schedule_at(TIMER_HOLDOFF, alert.key, now + timedelta(seconds=holdoff), {})
             await self.audit({"step": "held", "alert": alert.key, "unit": alert.unit, "seconds": holdoff})
-        else:
-            await self._post(alert.key)
+            return True
+        # No hold-off: post first (idempotent by key), then create the record as posted, saving a round trip.
+        # A crash in between re-applies the report at start-up: the post is found by its key, not repeated.
+        record = _new_record(alert, "posting", now)
+        ref = await self.notifier.post(
+            f"unit:{alert.unit}", self.card_for(record), key=f"alerts:{alert.key}", priority=_priority(alert.priority)
+        )
+        posted = {**record, "status": "posted", "message_ref": ref, "posted_at": now.isoformat()}
+        if await self.store.put_if_version(ALERTS, alert.key, posted, expected=None) is None:
+            return False
+        await self._after_post(posted)
         return True
 
     async def on_holdoff(self, event: TimerEvent) -> None:
@@ -300,20 +310,27 @@ class AlertDesk:
             record, version = current
             if record["status"] == "posting":
                 alert = record["alert"]
-                priority = Priority.URGENT if alert["priority"] == "PH" else Priority.HIGH
                 ref = await self.notifier.post(
-                    f"unit:{alert['unit']}", self.card_for(record), key=f"alerts:{key}", priority=priority
+                    f"unit:{alert['unit']}",
+                    self.card_for(record),
+                    key=f"alerts:{key}",
+                    priority=_priority(alert["priority"]),
                 )
                 posted = {**record, "status": "posted", "message_ref": ref, "posted_at": self.clock.now().isoformat()}
                 if await self.store.put_if_version(ALERTS, key, posted, expected=version) is None:
                     continue
-                await self.store.put(OPEN, f"{alert['unit']}|{key}", {})
-                target = f"unit:{alert['unit']}"
-                await self.audit({"step": "posted", "alert": key, "unit": alert["unit"], "target": target})
-                record = posted
-            if record["status"] == "posted" and not record.get("accepted"):
-                await self._schedule_escalation(record, record["level"] + 1)
+                await self._after_post(posted)
+            elif record["status"] == "posted" and not record.get("accepted"):
+                await self._after_post(record, replayed=True)  # a crash may have cut these steps short
             return
+
+    async def _after_post(self, record: Mapping[str, Any], *, replayed: bool = False) -> None:
+        """List the alarm as open, audit the post, and schedule its next escalation (all idempotent but the audit)."""
+        unit = record["alert"]["unit"]
+        await self.store.put(OPEN, f"{unit}|{record['key']}", {})
+        step = {"step": "posted", "alert": record["key"], "unit": unit, "target": f"unit:{unit}"}
+        await self.audit({**step, "detail": "re-applied after a restart"} if replayed else step)
+        await self._schedule_escalation(record, record["level"] + 1)
 
     async def _close(self, alert: Alert, updated: dict[str, Any], version: int) -> None:
         now = self.clock.now().isoformat()
@@ -387,8 +404,9 @@ class AlertDesk:
                     room=alert["room"] or "-",
                     bed=alert["bed"] or "-",
                 )
-                priority = Priority.URGENT if alert["priority"] == "PH" else Priority.HIGH
-                ref = await self.notifier.post(target, reply, key=f"alerts:{key}:level{level}", priority=priority)
+                ref = await self.notifier.post(
+                    target, reply, key=f"alerts:{key}:level{level}", priority=_priority(alert["priority"])
+                )
                 refs.append(ref)
             escalated = {**record, "level": level, "escalation_refs": sorted(set(refs), key=refs.index)}
             if await self.store.put_if_version(ALERTS, key, escalated, expected=version) is None:
@@ -555,6 +573,11 @@ async def audit_events(store: Store, *, since: datetime, unit: str | None = None
                 found.append({"seq": sequence, **event})
         if len(page) < 1000:
             return found
+
+
+def _priority(alarm_priority: str) -> Priority:
+    """High-priority alarms overtake everything in the outbox; the others come right after."""
+    return Priority.URGENT if alarm_priority == "PH" else Priority.HIGH
 
 
 def _new_record(alert: Alert, status: str, now: datetime) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """A real Wardline process for crash tests and the benchmark: the app with a durable stand-in for the outbox.
 
-Usage: python -m tests.bot.ingress.alert_server DATA_DIR  -> prints "MLLP <port> HTTP <port>" once serving.
+Usage: python -m tests.bot.ingress.alert_server DATA_DIR [DATABASE_URL]
+prints "MLLP <port> HTTP <port>" once serving; SIGTERM stops it.
 The stand-in outbox keeps one row per post key in its own SQLite file, like the real outbox (idempotent by key).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,12 @@ class SqlOutbox:
         self.store = store
 
     async def post(self, target: str, reply: Reply, *, key: str, priority: Priority = Priority.NORMAL) -> str:
-        record: Mapping[str, Any] = {"target": target, "text": reply.text, "priority": int(priority)}
+        record: Mapping[str, Any] = {
+            "target": target,
+            "text": reply.text,
+            "priority": int(priority),
+            "at": time.time(),  # wall clock, for the benchmark's frame-to-post latency
+        }
         await self.store.put_if_version(OUTBOX, key, record, expected=None)
         await self.store.append(POST_CALLS, {"key": key})
         return key
@@ -46,13 +53,14 @@ class SqlOutbox:
         return None
 
 
-async def main(data_dir: Path) -> None:
+async def main(data_dir: Path, database_url: str = "") -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "protocols").mkdir(exist_ok=True)
     outbox = SqlStore.from_url(f"sqlite+aiosqlite:///{data_dir / 'outbox.db'}")
     await outbox.open()
     settings = Settings().replace(
         data_dir=data_dir,
+        database_url=database_url,
         protocols_dir=data_dir / "protocols",
         embeddings="none",
         resync_seconds=0,
@@ -75,4 +83,4 @@ async def main(data_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1])))
+    asyncio.run(main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else ""))
