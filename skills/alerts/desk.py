@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ TIMER_ESCALATE = "alerts.escalate"
 TIMER_LINK = "alerts.link"
 _KEEP_MESSAGE_IDS = 50  # message ids remembered per alert, to drop re-applied reports
 _CAS_ATTEMPTS = 20
+_WORKERS = 4
 
 EscalationLevels = tuple[tuple[int, str], ...]  # (seconds after posting, target template)
 
@@ -103,8 +105,10 @@ class AlertDesk:
         self.directory = directory
         self.settings = settings or AlertSettings()
         self.zone = ZoneInfo(self.settings.timezone)
-        self._queue: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        # Reports of one alert are applied in arrival order by one worker; different alerts go side by side, so a
+        # slow database round trip does not hold up every other alarm (throughput, not only order).
+        self._queues: list[asyncio.Queue[Callable[[], Awaitable[None]]]] = [asyncio.Queue() for _ in range(_WORKERS)]
+        self._workers: list[asyncio.Task[None]] = []
         self.applied = 0  # reports applied since start (health, benchmarks)
 
     # ---- ingress -------------------------------------------------------------------------------------------
@@ -129,34 +133,40 @@ class AlertDesk:
     async def _receive(self, alert: Alert, via: str) -> Outcome:
         key = f"{alert.source}|{alert.message_id}"
         received_at = self.clock.now().isoformat()
-        entry = {"alert": alert.to_json(), "received_at": received_at, "via": via, "done": False}
+        entry: dict[str, Any] = {"alert": alert.to_json(), "received_at": received_at, "via": via, "done": False}
         try:
             version = await self.store.put_if_version(INBOX, key, entry, expected=None)
         except Exception:
             log.exception("could not store an alert report")
             return Outcome.fail("internal", "the alert could not be stored; send it again")
-        self._ensure_worker()
+        queue = self._queue_for(entry["alert"])
         if version is None:  # the same message again (a resend after a lost ACK): acknowledge, do nothing
             step = {"step": "duplicate", "alert": alert.key, "unit": alert.unit, "message": alert.message_id}
-            self._queue.put_nowait(lambda: self.audit(step))
+            queue.put_nowait(lambda: self.audit(step))
         else:
-            self._queue.put_nowait(lambda: self._apply_entry(key, entry))
+            queue.put_nowait(lambda: self._apply_entry(key, entry))
 
         async def acknowledged() -> None:
             step = {"step": "ack sent", "alert": alert.key, "unit": alert.unit, "message": alert.message_id}
-            self._queue.put_nowait(lambda: self.audit(step))
+            queue.put_nowait(lambda: self.audit(step))
 
         return Outcome.ok(after_reply=acknowledged)
 
     # ---- the worker ------------------------------------------------------------------------------------------
 
-    def _ensure_worker(self) -> None:
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(self._work(), name="alerts-worker")
+    def _queue_for(self, alert: Mapping[str, Any]) -> asyncio.Queue[Callable[[], Awaitable[None]]]:
+        """The worker queue of an alert (heartbeats: of their gateway); starts the workers on first use."""
+        if not self._workers or any(worker.done() for worker in self._workers):
+            loop = asyncio.get_running_loop()
+            self._workers = [
+                loop.create_task(self._work(queue), name=f"alerts-worker-{n}") for n, queue in enumerate(self._queues)
+            ]
+        ordering = alert["source"] if alert["priority"] == "PN" else f"{alert['source']}|{alert['alert_id']}"
+        return self._queues[zlib.crc32(ordering.encode()) % len(self._queues)]
 
-    async def _work(self) -> None:
+    async def _work(self, queue: asyncio.Queue[Callable[[], Awaitable[None]]]) -> None:
         while True:
-            job = await self._queue.get()
+            job = await queue.get()
             try:
                 await job()
             except asyncio.CancelledError:
@@ -164,27 +174,28 @@ class AlertDesk:
             except Exception:  # one bad report must not stop the others; start-up re-applies what is not done
                 log.exception("applying an alert report failed")
             finally:
-                self._queue.task_done()
+                queue.task_done()
 
     async def start(self) -> None:
         """Re-apply every stored report not marked done (a crash between the ACK and its effects)."""
-        self._ensure_worker()
-        pending = [(entry["received_at"], key) for key, entry in await self.store.scan(INBOX) if not entry["done"]]
-        for _received, key in sorted(pending):
-            self._queue.put_nowait(lambda key=key: self._apply_entry(key))  # type: ignore[misc]
+        pending = [(e["received_at"], key, e) for key, e in await self.store.scan(INBOX) if not e["done"]]
+        for _received, key, entry in sorted(pending, key=lambda item: (item[0], item[1])):
+            self._queue_for(entry["alert"]).put_nowait(lambda key=key: self._apply_entry(key))  # type: ignore[misc]
         if pending:
             log.warning("re-applying alert reports after a restart", extra={"count": len(pending)})
 
     async def drain(self) -> None:
         """Wait until every queued report has been applied (tests, orderly shutdown)."""
-        await self._queue.join()
+        for queue in self._queues:
+            await queue.join()
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
+                await worker
+        self._workers = []
 
     async def audit(self, step: Mapping[str, Any], *, actor: str = "wardline") -> None:
         """Append one step to the audit stream, with its actor and UTC time."""
