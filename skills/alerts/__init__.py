@@ -81,7 +81,7 @@ def create_skill(context: Context, desk: AlertDesk | None = None) -> Skill:
         await turn.send(Reply(text="\n".join(lines), skill="alerts"))
 
     async def health() -> dict[str, Any]:
-        return {"ready": True, "applied": desk.applied}
+        return {"ready": True, "applied": desk.applied, "backlog": desk.backlog}
 
     return Skill(
         name="alerts",

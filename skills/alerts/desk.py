@@ -111,6 +111,11 @@ class AlertDesk:
         self._workers: list[asyncio.Task[None]] = []
         self.applied = 0  # reports applied since start (health, benchmarks)
 
+    @property
+    def backlog(self) -> int:
+        """Reports stored and acknowledged but not yet applied."""
+        return sum(queue.qsize() for queue in self._queues)
+
     # ---- ingress -------------------------------------------------------------------------------------------
 
     async def receive_hl7(self, message: str) -> Outcome:
@@ -419,7 +424,9 @@ class AlertDesk:
                     target, reply, key=f"alerts:{key}:level{level}", priority=_priority(alert["priority"])
                 )
                 refs.append(ref)
-            escalated = {**record, "level": level, "escalation_refs": sorted(set(refs), key=refs.index)}
+            targets = [*record.get("targets", []), *([target] if target else [])]
+            refs = sorted(set(refs), key=refs.index)
+            escalated = {**record, "level": level, "escalation_refs": refs, "targets": targets}
             if await self.store.put_if_version(ALERTS, key, escalated, expected=version) is None:
                 continue
             if record.get("message_ref"):
@@ -445,7 +452,9 @@ class AlertDesk:
             record, version = current
             unit = record["alert"]["unit"]
             locale = message.locale or self.locale_for(unit)
-            if not may_respond(user, unit, self.directory):
+            # Unit staff may respond, and so may anyone in a channel the alarm was escalated to (a rapid-response team).
+            escalated_here = message.conversation.channel in record.get("targets", [])
+            if not escalated_here and not may_respond(user, unit, self.directory):
                 await turn.send(Reply(text=text(locale, "reply.not_allowed", unit=unit)))
                 return
             if record["status"] in ("ended", "suppressed") or record.get("accepted"):
@@ -554,7 +563,9 @@ class AlertDesk:
         reply = Reply(text=title, card=notice_card(title, body), skill="alerts")
         targets = [t for t in (f"unit:{unit}" if unit else "", self.settings.biomed_target) if t]
         refs = [
-            await self.notifier.post(target, reply, key=f"alerts.link:{event.key}:{link['last_seen']}:{target}")
+            await self.notifier.post(
+                target, reply, key=f"alerts.link:{event.key}:{link['last_seen']}:{target}", priority=Priority.HIGH
+            )
             for target in targets
         ]
         await self.store.put(LINKS, event.key, {**link, "down": True, "refs": refs})

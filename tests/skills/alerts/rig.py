@@ -96,7 +96,9 @@ class Rig:
             await handlers[event.kind](event)
         await self.desk.drain()
 
-    async def press(self, verb: str, who: str, alert_key: str, *, name: str = "") -> RecordingTurn:
+    async def press(
+        self, verb: str, who: str, alert_key: str, *, name: str = "", channel: str | None = None
+    ) -> RecordingTurn:
         member = next((m for m in STAFF if m.aad_object_id == who), None)
         user = User(
             id=f"29:{who}",
@@ -109,7 +111,7 @@ class Rig:
             id=f"act-{next(_ids)}",
             text="",
             user=user,
-            conversation=Conversation("19:channel", ConversationKind.CHANNEL),
+            conversation=Conversation("19:channel", ConversationKind.CHANNEL, channel=channel),
             value={"verb": verb, "alert": alert_key},
         )
         turn = RecordingTurn()

@@ -163,6 +163,18 @@ async def test_staff_of_another_unit_are_refused_politely() -> None:
     assert record is not None and record["accepted"] is None
 
 
+async def test_the_team_an_alarm_was_escalated_to_may_accept_it() -> None:
+    rig = Rig()
+    await rig.send(alarm(priority="PH"))
+    early = await rig.press("alerts.accept", "aad-rrt-doctor", KEY, name="Dr Yoon", channel="unit:RRT")
+    assert "Only staff of unit 7W" in early.replies[0].text  # not escalated there yet
+    await rig.tick(30)
+    await rig.tick(30)
+    assert rig.notifier.posts[-1][0] == "unit:RRT"
+    turn = await rig.press("alerts.accept", "aad-rrt-doctor", KEY, name="Dr Yoon", channel="unit:RRT")
+    assert "Accepted by Dr Yoon" in str(turn.refreshed[0].content)
+
+
 def test_role_logic() -> None:
     directory = StaticDirectory(UNITS, STAFF)
     assert may_respond(User("x", aad_object_id="aad-nurse"), "7W", directory)  # listed on the unit
