@@ -15,7 +15,7 @@ from bot.ingress.webhook import AlertWebhook
 from bot.logs import silence_payload_loggers
 from bot.scheduler import JobScheduler
 from bot.services import HostPorts, Services, build_services
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from bot.teams import TeamsEndpoint
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             max_bytes=settings.alerts_max_bytes,
             idle_timeout_s=settings.mllp_idle_timeout_s,
         )
-        await mllp.start()
+        try:
+            await mllp.start()
+        except OSError as error:
+            await services.close()
+            raise SettingsError(
+                f"WARDLINE_MLLP_PORT: cannot listen on {settings.mllp_host}:{settings.mllp_port} ({error.strerror})"
+            ) from None
         app[MLLP].value = mllp
     await services.library.load()  # serve what the store already holds while the folder is re-read
     app[ENDPOINT] = TeamsEndpoint(settings, services.router, services.store, app[CREDENTIALS].value)

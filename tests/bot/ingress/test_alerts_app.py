@@ -294,3 +294,18 @@ async def test_webhook_refusals(alert_bot: Callable[..., Awaitable[AlertBot]]) -
 async def test_webhook_is_off_without_a_secret(alert_bot: Callable[..., Awaitable[AlertBot]]) -> None:
     bot = await alert_bot(alerts_webhook_secret="")
     assert (await bot.webhook(json.dumps(webhook_alert()).encode()))[0] == 404
+
+
+async def test_a_taken_mllp_port_is_a_clear_configuration_error(tmp_path: Path) -> None:
+    import socket
+
+    from bot.settings import SettingsError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runner = web.AppRunner(create_app(bot_settings(tmp_path, mllp_port=port)))
+        with pytest.raises(SettingsError, match=f"WARDLINE_MLLP_PORT: cannot listen on 127.0.0.1:{port}"):
+            await runner.setup()
+        await runner.cleanup()
