@@ -186,3 +186,25 @@ async def test_idle_and_half_open_connections_are_closed(listener: tuple[MllpSer
     assert await asyncio.wait_for(gateway.reader.read(), 3) == b""  # the server closed it after 0.5 s idle
     assert server._connections == set()
     await gateway.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.text(max_size=300), st.sampled_from([SPO2, PUMP]).flatmap(lambda t: st.just(t[: len(t) // 2]))))
+def test_fuzz_every_message_gets_an_ack_or_a_nak(text: str) -> None:
+    """Whatever arrives, the alerts consumer returns an outcome (never raises) and the answer is a CA, CE or CR."""
+    from skills.alerts.desk import AlertDesk
+    from skills.core.fakes import ManualClock, ManualTimers, MemoryStore, RecordingNotifier
+
+    async def answer() -> str:
+        desk = AlertDesk(MemoryStore(), ManualClock(), RecordingNotifier(), ManualTimers())
+        outcome = await desk.receive_hl7(text)
+        await desk.drain()
+        await desk.stop()
+        code = "CA" if outcome.accepted else "CR" if outcome.error == "unsupported" else "CE"
+        return build_ack(text, code, outcome)
+
+    segments = asyncio.run(answer()).split("\r")
+    assert segments[0].startswith("MSH|^~\\&|WARDLINE|")
+    assert segments[1].split("|")[0:2] in (["MSA", "CA"], ["MSA", "CE"], ["MSA", "CR"])
+    if segments[1].startswith("MSA|C") and not segments[1].startswith("MSA|CA"):
+        assert segments[2].startswith("ERR|")
