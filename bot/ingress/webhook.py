@@ -49,9 +49,12 @@ class AlertWebhook:
             raise web.HTTPNotFound()
         if request.content_length is not None and request.content_length > self.max_bytes:
             return _problem(413, f"the body is over {self.max_bytes} bytes")
-        body = await request.content.read(self.max_bytes + 1)
-        if len(body) > self.max_bytes:
-            return _problem(413, f"the body is over {self.max_bytes} bytes")
+        received = bytearray()  # chunked bodies carry no length: count while reading, stop past the limit
+        async for chunk in request.content.iter_chunked(16 * 1024):
+            received += chunk
+            if len(received) > self.max_bytes:
+                return _problem(413, f"the body is over {self.max_bytes} bytes")
+        body = bytes(received)
         if not self._signed(request, body):
             log.warning("alert webhook: unsigned, forged or stale request refused")
             return _problem(401, "missing, invalid or stale signature")

@@ -309,3 +309,24 @@ async def test_a_taken_mllp_port_is_a_clear_configuration_error(tmp_path: Path) 
         with pytest.raises(SettingsError, match=f"WARDLINE_MLLP_PORT: cannot listen on 127.0.0.1:{port}"):
             await runner.setup()
         await runner.cleanup()
+
+
+async def test_webhook_reads_chunked_bodies_whole_and_limits_them(
+    alert_bot: Callable[..., Awaitable[AlertBot]],
+) -> None:
+    bot = await alert_bot(alerts_max_bytes=4096)
+
+    async def send_chunked(body: bytes) -> int:
+        stamp = str(int(time.time()))
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for start in range(0, len(body), 100):
+                yield body[start : start + 100]
+                await asyncio.sleep(0)
+
+        headers = {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: sign(SECRET, stamp, body)}
+        async with bot.session.post(f"{bot.url}/api/alerts", data=pieces(), headers=headers) as response:
+            return response.status
+
+    assert await send_chunked(json.dumps(webhook_alert(event_text="x" * 150)).encode()) == 202
+    assert await send_chunked(json.dumps(webhook_alert() | {"pad": "z" * 5000}).encode()) == 413
