@@ -498,6 +498,9 @@ class AlertDesk:
         if alert.ends:
             await self.audit({"step": "ended", "alert": alert.key, "unit": alert.unit, "detail": "advisory"})
             return
+        if alert.phase not in ("start", "present"):  # later phases of an advisory add nothing to the digest
+            await self.audit({"step": "updated", "alert": alert.key, "unit": alert.unit, "detail": "advisory"})
+            return
         key = f"{alert.unit}|{alert.occurred_at.isoformat()}|{alert.key}|{alert.message_id}"
         await self.store.put(DIGEST, key, alert.to_json())
         await self.audit({"step": "held", "alert": alert.key, "unit": alert.unit, "detail": "advisory digest"})

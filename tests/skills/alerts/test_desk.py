@@ -203,6 +203,7 @@ async def test_advisories_go_to_a_digest() -> None:
     rig = Rig()
     await rig.send(alarm(alert_type="SA", priority="PL", alert_id="S1", event_code="MDC_EVT_BATT_LO"))
     await rig.send(alarm(alert_type="SA", priority="PL", alert_id="S2", event_code="MDC_EVT_INFUS_NEAR_END"))
+    await rig.send(alarm(alert_type="SA", priority="PL", alert_id="S2", phase="continue"))  # not listed twice
     assert rig.notifier.posts == []
     [job] = [j for j in rig.skill.jobs if j.id == "alerts.digest"]
     assert job.interval_seconds == 900
@@ -210,6 +211,7 @@ async def test_advisories_go_to_a_digest() -> None:
     [(target, _, ref)] = rig.notifier.posts
     assert target == "unit:7W" and rig.notifier.priorities[ref] == Priority.BULK
     assert "Battery low" in rig.card_text(ref) and "Infusion near end" in rig.card_text(ref)
+    assert rig.card_text(ref).count("room 712 bed B") == 2
     await job.func()
     assert len(rig.notifier.posts) == 1
 
