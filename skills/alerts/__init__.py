@@ -48,7 +48,7 @@ def create_skill(context: Context, desk: AlertDesk | None = None) -> Skill:
 
     async def list_open(message: Message, turn: Turn) -> None:
         locale = message.locale or desk.settings.locale
-        unit = message.argument.split()[0] if message.argument else ""
+        unit = message.argument.strip()  # unit names may contain spaces ("HO 3 West ICU")
         channel = message.conversation.channel or ""
         if not unit and channel.startswith("unit:"):
             unit = channel.removeprefix("unit:")

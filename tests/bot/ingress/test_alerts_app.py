@@ -330,3 +330,21 @@ async def test_webhook_reads_chunked_bodies_whole_and_limits_them(
 
     assert await send_chunked(json.dumps(webhook_alert(event_text="x" * 150)).encode()) == 202
     assert await send_chunked(json.dumps(webhook_alert() | {"pad": "z" * 5000}).encode()) == 413
+
+
+async def test_alerts_command_in_a_channel_lists_open_alarms(
+    alert_bot: Callable[..., Awaitable[AlertBot]], connector: FakeConnector
+) -> None:
+    bot = await alert_bot()
+    await bot.mllp(fixture("ihe_e31_low_spo2_start.hl7").replace("L~PM~SP", "H~PH~SP"))
+    await bot.settle()
+    async with bot.session.post(
+        f"{bot.url}/api/messages", json=teams_message("alerts HO Surgery", connector.url, kind="channel")
+    ) as response:
+        assert response.status in (200, 201)
+    [reply] = connector.messages()
+    assert reply.text.splitlines() == [
+        "Open alarms in HO Surgery:",
+        "- HIGH Low limit - room OR bed 1, since 06:04",  # 15:04:57 at UTC-6 is 06:04 in Seoul
+    ]
+    assert "Hon" not in reply.text and "HO2009001" not in reply.text
