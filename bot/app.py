@@ -11,11 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.ingress.mllp import MllpServer
+from bot.ingress.webhook import AlertWebhook
 from bot.leader import Leadership, leadership_for
 from bot.logs import silence_payload_loggers
 from bot.scheduler import JobScheduler
-from bot.services import Services, SkillFactory, build_services
-from bot.settings import Settings
+from bot.services import HostPorts, Services, SkillFactory, build_services
+from bot.settings import Settings, SettingsError
 from bot.teams import TeamsEndpoint
 from bot.timers import NOTIFY_CHANNEL
 
@@ -35,34 +37,66 @@ class _Box:
 CREDENTIALS = web.AppKey("credentials", _Box)
 EXTRA_SKILLS: web.AppKey[tuple[SkillFactory, ...]] = web.AppKey("extra_skills")
 LEADERSHIP = web.AppKey("leadership", Leadership)
+PORTS = web.AppKey("ports", _Box)
+MLLP = web.AppKey("mllp", _Box)  # the running MllpServer (None when disabled), e.g. for its port
+WEBHOOK = web.AppKey("webhook", AlertWebhook)
 
 
 def create_app(
-    settings: Settings, *, credentials: Any = None, extra_skills: Sequence[SkillFactory] = ()
+    settings: Settings,
+    *,
+    credentials: Any = None,
+    extra_skills: Sequence[SkillFactory] = (),
+    ports: HostPorts | None = None,
 ) -> web.Application:
     """The whole bot as one aiohttp app; nothing starts until the app runs.
 
     `credentials` replaces the outbound Bot Framework credentials factory (tests, or a custom token source);
-    `extra_skills` adds skill factories beside the built-in ones (tests, site-specific add-ons).
+    `extra_skills` adds skill factories beside the built-in ones (tests, site-specific add-ons);
+    `ports` hands skills a notifier, durable timers, a directory or a clock (test doubles instead of the host's).
     """
     silence_payload_loggers()  # whoever configured logging, payload-logging libraries stay quiet
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[CREDENTIALS] = _Box(credentials)
     app[EXTRA_SKILLS] = tuple(extra_skills)
+    app[PORTS] = _Box(ports)
+    app[MLLP] = _Box(None)
     app[READY] = asyncio.Event()
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_post("/api/messages", _messages)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_post("/api/alerts", _alerts)
     return app
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    extra_skills = app[EXTRA_SKILLS]
-    services = await build_services(settings, extra_skills)
+    extra_skills: tuple[SkillFactory, ...] = app[EXTRA_SKILLS]
+    services = await build_services(settings, extra_skills, app[PORTS].value)
     app[SERVICES] = services
+    consumers = {consumer.kind: consumer.handle for skill in services.skills for consumer in skill.consumers}
+    app[WEBHOOK] = AlertWebhook(
+        consumers.get("alerts.json"), settings.alerts_webhook_secrets, max_bytes=settings.alerts_max_bytes
+    )
+    mllp: MllpServer | None = None
+    if settings.mllp_enabled:
+        mllp = MllpServer(
+            consumers.get("hl7v2"),
+            host=settings.mllp_host,
+            port=settings.mllp_port,
+            max_bytes=settings.alerts_max_bytes,
+            idle_timeout_s=settings.mllp_idle_timeout_s,
+        )
+        try:
+            await mllp.start()
+        except OSError as error:
+            await services.close()
+            raise SettingsError(
+                f"WARDLINE_MLLP_PORT: cannot listen on {settings.mllp_host}:{settings.mllp_port} ({error.strerror})"
+            ) from None
+        app[MLLP].value = mllp
     await services.library.load()  # serve what the store already holds while the folder is re-read
     app[ENDPOINT] = TeamsEndpoint(settings, services.router, services.store, app[CREDENTIALS].value)
     leadership = _leadership(app, services)
@@ -86,10 +120,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if mllp is not None:
+            await mllp.stop()
         scheduler.shutdown()
         starting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await starting
+        for skill in services.skills:
+            if skill.shutdown is not None:
+                await skill.shutdown()
         await _stop_leadership(leadership, background)
         await services.close()
 
@@ -150,6 +189,10 @@ async def _stop_leadership(leadership: Leadership, background: list[asyncio.Task
 
 async def _messages(request: web.Request) -> web.Response:
     return await request.app[ENDPOINT].handle(request)
+
+
+async def _alerts(request: web.Request) -> web.Response:
+    return await request.app[WEBHOOK].handle(request)
 
 
 async def _healthz(request: web.Request) -> web.Response:

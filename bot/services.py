@@ -15,8 +15,8 @@ from bot.llm import AzureChat, AzureEmbedder, AzureOpenAIClient
 from bot.settings import Settings, SettingsError
 from bot.storage import SqlStore
 from bot.timers import SqlTimers
-from skills import broadcast, handover, protocols
-from skills.core.ports import LLM, Embedder
+from skills import alerts, broadcast, handover, protocols
+from skills.core.ports import LLM, Clock, Directory, Embedder, Notifier, Timers
 from skills.core.router import Router
 from skills.core.skill import Context, Skill
 from skills.protocols.library import ProtocolLibrary
@@ -37,6 +37,16 @@ def choose_embedder(settings: Settings, azure: AzureOpenAIClient | None) -> Embe
             raise SettingsError("WARDLINE_EMBEDDINGS=local needs the extra: pip install 'wardline[local]'")
         return LocalEmbedder()
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class HostPorts:
+    """Ports the host hands skills besides storage and models: built by the host, or test doubles."""
+
+    notifier: Notifier | None = None
+    timers: Timers | None = None
+    directory: Directory | None = None
+    clock: Clock | None = None
 
 
 @dataclass(slots=True)
@@ -77,14 +87,22 @@ def graph_groups(settings: Settings) -> GraphGroups | None:
     return GraphGroups(token, base_url=settings.graph_url, cache_s=settings.graph_cache_seconds)
 
 
-async def build_services(settings: Settings, extra_skills: Sequence[SkillFactory] = ()) -> Services:
-    """Open the store and build every port and skill; `extra_skills` adds skills (tests, site-specific add-ons)."""
+async def build_services(
+    settings: Settings, extra_skills: Sequence[SkillFactory] = (), ports: HostPorts | None = None
+) -> Services:
+    """Open the store and build every port and skill.
+
+    `extra_skills` adds skills (tests, site-specific add-ons); `ports` replaces host ports with test doubles.
+    """
+    ports = ports or HostPorts()
     graph = graph_groups(settings)
-    directory = LiveDirectory.open(settings.directory, groups=graph)  # a bad file stops start-up here
+    live_directory = LiveDirectory.open(settings.directory, groups=graph)
+    directory: Directory = ports.directory or live_directory  # a bad file stops start-up here
     store = SqlStore.from_url(settings.database, timeout_s=settings.database_timeout_s)
     await store.open()
-    clock = SystemClock()
-    timers = SqlTimers(store.engine, clock)
+    clock: Clock = ports.clock or SystemClock()
+    sql_timers = SqlTimers(store.engine, clock) if ports.timers is None else None
+    timers: Timers | None = ports.timers or sql_timers
     azure = AzureOpenAIClient(settings) if (settings.chat_configured or settings.azure_embeddings_configured) else None
     llm = AzureChat(azure, budget_s=settings.answer_timeout_s) if azure and settings.chat_configured else None
     embedder = choose_embedder(settings, azure)
@@ -96,10 +114,9 @@ async def build_services(settings: Settings, extra_skills: Sequence[SkillFactory
     context = Context(
         store=store,
         clock=clock,
-        directory=directory,
-        timers=timers,
         llm=llm,
         embedder=embedder,
+        notifier=ports.notifier,
         options={
             "answer_timeout_s": settings.answer_timeout_s,
             "resync_seconds": settings.resync_seconds,
@@ -110,6 +127,10 @@ async def build_services(settings: Settings, extra_skills: Sequence[SkillFactory
             "max_question_chars": settings.max_question_chars,
             "emergency_text": settings.emergency_text,
             "emergency_text_ko": settings.emergency_text_ko,
+            # device alerts (issue 9)
+            "timezone": settings.timezone,
+            "biomed_target": settings.biomed_target,
+            "alerts_locale": settings.alerts_locale,
         },
     )
     skills = [
@@ -117,8 +138,13 @@ async def build_services(settings: Settings, extra_skills: Sequence[SkillFactory
         handover.create_skill(context),  # without a directory it answers that handovers are not set up
         broadcast.create_skill(context),
     ]
+    if context.notifier is not None and context.timers is not None:
+        skills.append(alerts.create_skill(context))
+    else:  # an alarm Wardline cannot deliver must not be acknowledged: without them no consumer takes HL7
+        log.warning("device alerts are off: no notifier or durable timers")
     skills += [factory(context) for factory in extra_skills]
-    timers.add_skills(skills)
+    if sql_timers is not None:
+        sql_timers.add_skills(skills)
     log.info(
         "services ready",
         extra={
@@ -127,7 +153,7 @@ async def build_services(settings: Settings, extra_skills: Sequence[SkillFactory
             "embeddings": embedder.name if embedder else "none",
         },
     )
-    router: Router = DirectoryRouter(skills, directory.resolve)
+    router: Router = DirectoryRouter(skills, live_directory.resolve)
     return Services(
         settings,
         store,
@@ -138,7 +164,7 @@ async def build_services(settings: Settings, extra_skills: Sequence[SkillFactory
         llm,
         embedder,
         azure,
-        directory=directory,
-        timers=timers,
+        directory=live_directory,
+        timers=sql_timers,
         graph=graph,
     )

@@ -156,6 +156,36 @@ OPTIONS: tuple[Option, ...] = (
         "",
         "The same instruction for Korean questions. Empty: a generic Korean instruction.",
     ),
+    # Device alerts (IHE PCD ACM): the MLLP listener, the signed webhook, where technical alerts go.
+    Option("WARDLINE_MLLP_ENABLED", "mllp_enabled", "true", "Run the MLLP listener for device gateways (HL7 v2)."),
+    Option("WARDLINE_MLLP_HOST", "mllp_host", "127.0.0.1", "Address the MLLP listener binds to."),
+    Option("WARDLINE_MLLP_PORT", "mllp_port", "2575", "Port of the MLLP listener (0: any free port)."),
+    Option(
+        "WARDLINE_MLLP_IDLE_TIMEOUT_S",
+        "mllp_idle_timeout_s",
+        "300",
+        "Close an MLLP connection silent this long (idle or half-open); gateways reconnect.",
+    ),
+    Option(
+        "WARDLINE_ALERTS_MAX_BYTES",
+        "alerts_max_bytes",
+        "65536",
+        "Largest HL7 message or webhook body accepted; larger ones are refused with a reason (NAK, 413).",
+    ),
+    Option(
+        "WARDLINE_ALERTS_WEBHOOK_SECRET",
+        "alerts_webhook_secret",
+        "",
+        "HMAC secret(s) of POST /api/alerts, comma-separated for rotation. Empty: the webhook is off (404).",
+        secret=True,
+    ),
+    Option(
+        "WARDLINE_BIOMED_TARGET",
+        "biomed_target",
+        "",
+        "Where device-link-down alerts also go (e.g. unit:BIOMED), besides the unit.",
+    ),
+    Option("WARDLINE_ALERTS_LOCALE", "alerts_locale", "en", "Language of alarm cards (en or ko); a unit may override."),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -209,6 +239,18 @@ class Settings:
     max_question_chars: int = 2000
     emergency_text: str = ""
     emergency_text_ko: str = ""
+    mllp_enabled: bool = True
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int = 2575
+    mllp_idle_timeout_s: float = 300.0
+    alerts_max_bytes: int = 65536
+    alerts_webhook_secret: str = ""
+    biomed_target: str = ""
+    alerts_locale: str = "en"
+
+    @property
+    def alerts_webhook_secrets(self) -> list[str]:
+        return [secret.strip() for secret in self.alerts_webhook_secret.split(",") if secret.strip()]
 
     @property
     def database(self) -> str:
@@ -331,6 +373,14 @@ class Settings:
             max_question_chars=number("max_question_chars", int, 100, 30000),
             emergency_text=raw["emergency_text"],
             emergency_text_ko=raw["emergency_text_ko"],
+            mllp_enabled=flag("mllp_enabled"),
+            mllp_host=raw["mllp_host"],
+            mllp_port=number("mllp_port", int, 0, 65535),
+            mllp_idle_timeout_s=number("mllp_idle_timeout_s", float, 1, 24 * 3600),
+            alerts_max_bytes=number("alerts_max_bytes", int, 1024, 16 * 1024 * 1024),
+            alerts_webhook_secret=raw["alerts_webhook_secret"],
+            biomed_target=raw["biomed_target"],
+            alerts_locale=choice("alerts_locale", ("en", "ko")),
         )
 
 

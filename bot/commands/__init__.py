@@ -10,4 +10,5 @@ MODULES: tuple[str, ...] = (
     "bot.commands.handover",
     "bot.commands.directory",
     "bot.commands.privacy",  # issue 6: privacy purge
+    "bot.commands.alerts",
 )

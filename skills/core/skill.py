@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from skills.core.ports import LLM, Clock, Directory, Embedder, Notifier, Store, TimerEvent, Timers, Turn
 from skills.core.types import Feedback, Message
@@ -14,6 +14,42 @@ FeedbackHandler = Callable[[Feedback], Awaitable[None]]
 JobFunc = Callable[[], Awaitable[None]]
 TimerFunc = Callable[[TimerEvent], Awaitable[None]]
 HealthFunc = Callable[[], Awaitable[Mapping[str, Any]]]
+IngressKind = Literal["hl7v2", "alerts.json"]
+ErrorKind = Literal["missing", "invalid", "unsupported", "internal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a consumer made of one inbound message: accepted (durably stored) or an error naming the field."""
+
+    accepted: bool
+    reason: str = ""
+    field: str = ""  # where the problem is: "OBR-29" for HL7, "priority" for JSON
+    error: ErrorKind | None = None
+    after_reply: Callable[[], Awaitable[None]] | None = None  # the host calls it once the answer (ACK) is sent
+
+    @classmethod
+    def ok(cls, after_reply: Callable[[], Awaitable[None]] | None = None) -> Outcome:
+        return cls(True, after_reply=after_reply)
+
+    @classmethod
+    def fail(cls, error: ErrorKind, reason: str, field: str = "") -> Outcome:
+        return cls(False, reason=reason, field=field, error=error)
+
+
+ConsumerFunc = Callable[[Any], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """Takes messages the host received outside Teams: "hl7v2" gets the message text, "alerts.json" a JSON object.
+
+    The handler returns only after the message is durably stored (or with an error); the host answers the sender
+    (an HL7 ACK, an HTTP status) from the outcome and never waits for Teams.
+    """
+
+    kind: IngressKind
+    handle: ConsumerFunc
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +110,10 @@ class Skill:
     on_feedback: FeedbackHandler | None = None
     jobs: list[Job] = field(default_factory=list)
     timers: list[TimerHandler] = field(default_factory=list)
+    consumers: list[Consumer] = field(default_factory=list)
     startup: Callable[[], Awaitable[None]] | None = None
     health: HealthFunc | None = None  # what /readyz shows for this skill; {"ready": False, ...} holds readiness
+    shutdown: Callable[[], Awaitable[None]] | None = None  # the host awaits it before closing the store
 
 
 @dataclass(frozen=True, slots=True)

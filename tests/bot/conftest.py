@@ -65,6 +65,7 @@ def bot_settings(tmp_path: Path, **overrides: Any) -> Settings:
         embeddings="none",
         resync_seconds=0,
         log_level="WARNING",
+        mllp_port=0,  # any free port: tests run side by side
     )
     return base.replace(**overrides)
 
