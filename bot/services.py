@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.clock import SystemClock
 from bot.embeddings import LocalEmbedder, local_model_available
-from bot.llm import AzureChat, AzureEmbedder, AzureOpenAIClient
+from bot.protocol_folder import choose_folder, record_folder
 from bot.settings import Settings, SettingsError
 from bot.storage import SqlStore
 from skills import protocols
@@ -18,6 +19,9 @@ from skills.core.skill import Context, Skill
 from skills.protocols.library import ProtocolLibrary
 from skills.protocols.retrieval import RetrievalSettings
 
+if TYPE_CHECKING:  # openai costs seconds to import; a CLI run without Azure never loads it
+    from bot.llm import AzureOpenAIClient
+
 log = logging.getLogger(__name__)
 
 
@@ -25,6 +29,8 @@ def choose_embedder(settings: Settings, azure: AzureOpenAIClient | None) -> Embe
     """Azure embeddings when configured, else the local MiniLM when installed, else none (lexical only)."""
     mode = settings.embeddings
     if mode in ("azure", "auto") and azure is not None and settings.azure_embeddings_configured:
+        from bot.llm import AzureEmbedder
+
         return AzureEmbedder(azure)
     if mode == "local" or (mode == "auto" and local_model_available()):
         if not local_model_available():
@@ -56,14 +62,22 @@ class Services:
 async def build_services(settings: Settings) -> Services:
     store = SqlStore.from_url(settings.database)
     await store.open()
-    azure = AzureOpenAIClient(settings) if (settings.chat_configured or settings.azure_embeddings_configured) else None
-    llm = AzureChat(azure, budget_s=settings.answer_timeout_s) if azure and settings.chat_configured else None
+    azure: AzureOpenAIClient | None = None
+    llm: LLM | None = None
+    if settings.chat_configured or settings.azure_embeddings_configured:
+        from bot.llm import AzureChat, AzureOpenAIClient
+
+        azure = AzureOpenAIClient(settings)
+        llm = AzureChat(azure, budget_s=settings.answer_timeout_s) if settings.chat_configured else None
     embedder = choose_embedder(settings, azure)
     thresholds = RetrievalSettings(min_coverage=settings.min_coverage, min_similarity=settings.min_similarity)
     library = ProtocolLibrary(store, embedder=embedder, settings=thresholds)
-    folder = settings.protocols_dir or protocols.SAMPLES
+    chosen = await choose_folder(store, settings.protocols_dir)  # FolderMismatch: the library came from elsewhere
+    folder = chosen.path
     if not folder.is_dir():
-        raise SettingsError(f"WARDLINE_PROTOCOLS_DIR: {folder} is not a folder")
+        raise SettingsError(f"protocol folder ({chosen.origin}): {folder} is not a folder")
+    if chosen.origin == "WARDLINE_PROTOCOLS_DIR":
+        await record_folder(store, folder)
     context = Context(
         store=store,
         clock=SystemClock(),

@@ -102,6 +102,11 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("WARDLINE_PUBLIC_HOSTNAME", "public_hostname", "", "Host name Teams reaches the bot at (manifest)."),
     Option("WARDLINE_TEAMS_APP_ID", "teams_app_id", "", "Teams app id (manifest). Empty: derived from the bot id."),
+    # The Teams app package's developer block: the hospital that runs the bot (`wardline manifest build`).
+    Option("WARDLINE_DEVELOPER_NAME", "developer_name", "", "Who runs this bot, shown in Teams (manifest)."),
+    Option("WARDLINE_WEBSITE_URL", "website_url", "", "https:// page about the bot at your hospital (manifest)."),
+    Option("WARDLINE_PRIVACY_URL", "privacy_url", "", "https:// privacy statement for staff (manifest; required)."),
+    Option("WARDLINE_TERMS_URL", "terms_url", "", "https:// terms of use (manifest; required)."),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -146,6 +151,10 @@ class Settings:
     openid_metadata_url: str = ""
     public_hostname: str = ""
     teams_app_id: str = ""
+    developer_name: str = ""
+    website_url: str = ""
+    privacy_url: str = ""
+    terms_url: str = ""
 
     @property
     def database(self) -> str:
@@ -171,13 +180,7 @@ class Settings:
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
         """Read settings from the environment, falling back to a .env file; raise SettingsError on bad values."""
-        source: dict[str, str] = {}
-        if env_file is not None and env_file.is_file():
-            source.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-        source.update(os.environ if environ is None else environ)
-        if "PORT" not in source and "WARDLINE_PORT" in source:
-            source["PORT"] = source["WARDLINE_PORT"]
-        raw = {option.field: source.get(option.env, option.default).strip() for option in OPTIONS}
+        raw = {option.field: value for option, value, _origin in _sources(environ, env_file)}
         return cls._parse(raw)
 
     @classmethod
@@ -204,6 +207,12 @@ class Settings:
             value = raw[name].lower() if fold else raw[name]
             if value not in allowed:
                 raise SettingsError(f"{_env_name(name)} must be one of {', '.join(allowed)}; got {raw[name]!r}")
+            return value
+
+        def https_url(name: str) -> str:
+            value = raw[name]
+            if value and not value.startswith("https://"):
+                raise SettingsError(f"{_env_name(name)} must be an https:// URL, got {value!r}")
             return value
 
         try:
@@ -259,7 +268,49 @@ class Settings:
             openid_metadata_url=raw["openid_metadata_url"],
             public_hostname=raw["public_hostname"],
             teams_app_id=raw["teams_app_id"],
+            developer_name=raw["developer_name"],
+            website_url=https_url("website_url"),
+            privacy_url=https_url("privacy_url"),
+            terms_url=https_url("terms_url"),
         )
+
+
+def _sources(environ: Mapping[str, str] | None, env_file: Path | None) -> list[tuple[Option, str, str]]:
+    """Each option's raw value and where it came from: "env", ".env" or "default"."""
+    from_file: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    from_env = dict(os.environ if environ is None else environ)
+    for layer in (from_file, from_env):
+        if "PORT" not in layer and "WARDLINE_PORT" in layer:
+            layer["PORT"] = layer["WARDLINE_PORT"]
+    rows: list[tuple[Option, str, str]] = []
+    for option in OPTIONS:
+        if option.env in from_env:
+            rows.append((option, from_env[option.env].strip(), "env"))
+        elif option.env in from_file:
+            rows.append((option, from_file[option.env].strip(), ".env"))
+        else:
+            rows.append((option, option.default, "default"))
+    return rows
+
+
+def effective_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> list[tuple[str, str, str]]:
+    """(variable, value, origin) for every option as `Settings.load` sees it, secrets masked."""
+    rows = []
+    for option, value, origin in _sources(environ, env_file):
+        rows.append((option.env, mask_secret(value) if option.secret else value, origin))
+    return rows
+
+
+def mask_secret(value: str) -> str:
+    """A secret shown as set or empty, never its characters; a URL keeps its scheme so its kind stays visible."""
+    if not value:
+        return ""
+    scheme, sep, _rest = value.partition("://")
+    return f"{scheme}://********" if sep and scheme.isascii() and "@" not in scheme else "********"
 
 
 def _env_name(field_name: str) -> str:
