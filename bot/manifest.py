@@ -58,35 +58,35 @@ class BotCommand(NamedTuple):
 
 
 class Capability(NamedTuple):
-    """What one installed skill lets staff do, as the Teams store listing says it (English and Korean)."""
+    """What one installed skill lets staff do, as Teams' app listing says it: a phrase and sentences, en and ko."""
 
+    short_en: str
     en: str
+    short_ko: str
     ko: str
 
 
 CAPABILITIES: Final[dict[str, Capability]] = {
     "protocols": Capability(
+        "cited protocol answers",
         "Ask a question about your hospital's protocols and get an answer that cites the protocol section it comes "
-        "from, or a plain statement that the protocols do not cover it.",
+        "from, or a plain statement that the protocols do not cover it. Answers quote or summarise the cited "
+        "sections and can be wrong: check the source.",
+        "출처가 있는 프로토콜 답변",
         "병원 프로토콜에 관해 질문하면 근거가 된 프로토콜 항목을 출처로 밝힌 답변을 받고, 프로토콜에 없는 내용이면 "
-        "없다고 알려 줍니다.",
+        "없다고 알려 줍니다. 답변은 출처 항목을 인용하거나 요약한 것이며 틀릴 수 있으니 출처를 확인하세요.",
     ),
 }
 """One entry per skill, keyed by `Skill.name`: the description lists exactly the installed skills' entries."""
 
-_SHORT: Final = {
-    "en": "Answers from your hospital's protocols, with sources",
-    "ko": "병원 프로토콜에 근거한 답변과 출처",
-}
+_SHORT: Final = {"en": "Ward assistant", "ko": "병동 도우미"}
 _INTRO: Final = {
     "en": "Wardline is an open-source assistant for hospital ward teams in Microsoft Teams.",
     "ko": "Wardline은 Microsoft Teams에서 병동 팀을 돕는 오픈 소스 도우미입니다.",
 }
 _CLOSING: Final = {
-    "en": "Answers quote or summarise the cited protocols and can be wrong: check the cited source. "
-    "Wardline is free software; your hospital runs its own copy.",
-    "ko": "답변은 출처로 밝힌 프로토콜을 인용하거나 요약한 것이며 틀릴 수 있으니 출처를 확인하세요. "
-    "Wardline은 자유 소프트웨어이며 각 병원이 직접 운영합니다.",
+    "en": "Wardline is free software; your hospital runs its own copy.",
+    "ko": "Wardline은 자유 소프트웨어이며 각 병원이 직접 운영합니다.",
 }
 
 
@@ -114,8 +114,10 @@ def descriptions(skills: Sequence[str]) -> dict[str, tuple[str, str]]:
     capabilities = [CAPABILITIES[name] for name in skills if name in CAPABILITIES]
     result: dict[str, tuple[str, str]] = {}
     for language in ("en", "ko"):
+        phrases = ", ".join(getattr(c, f"short_{language}") for c in capabilities)
+        short = f"{_SHORT[language]}: {phrases}" if phrases else _SHORT[language]
         said = [getattr(c, language) for c in capabilities]
-        result[language] = (_SHORT[language], " ".join([_INTRO[language], *said, _CLOSING[language]]))
+        result[language] = (short, " ".join([_INTRO[language], *said, _CLOSING[language]]))
     return result
 
 
