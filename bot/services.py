@@ -72,12 +72,18 @@ async def build_services(settings: Settings) -> Services:
     embedder = choose_embedder(settings, azure)
     thresholds = RetrievalSettings(min_coverage=settings.min_coverage, min_similarity=settings.min_similarity)
     library = ProtocolLibrary(store, embedder=embedder, settings=thresholds)
-    chosen = await choose_folder(store, settings.protocols_dir)  # FolderMismatch: the library came from elsewhere
-    folder = chosen.path
-    if not folder.is_dir():
-        raise SettingsError(f"protocol folder ({chosen.origin}): {folder} is not a folder")
-    if chosen.origin == "WARDLINE_PROTOCOLS_DIR":
-        await record_folder(store, folder)
+    try:
+        chosen = await choose_folder(store, settings.protocols_dir)  # FolderMismatch: the library came from elsewhere
+        folder = chosen.path
+        if not folder.is_dir():
+            raise SettingsError(f"protocol folder ({chosen.origin}): {folder} is not a folder")
+        if chosen.origin == "WARDLINE_PROTOCOLS_DIR":
+            await record_folder(store, folder)
+    except BaseException:
+        if azure is not None:
+            await azure.close()
+        await store.close()
+        raise
     context = Context(
         store=store,
         clock=SystemClock(),
