@@ -65,7 +65,12 @@ OPTIONS: tuple[Option, ...] = (
         "SQLAlchemy async URL. Empty: sqlite under WARDLINE_DATA_DIR. PostgreSQL: postgresql+asyncpg://...",
         secret=True,
     ),
-    Option("WARDLINE_PROTOCOLS_DIR", "protocols_dir", "", "Folder of protocol documents. Empty: the bundled samples."),
+    Option(
+        "WARDLINE_PROTOCOLS_DIR",
+        "protocols_dir",
+        "",
+        "Folder of protocol documents. Empty: the folder last indexed by `wardline ingest`, else the samples.",
+    ),
     Option(
         "WARDLINE_PROTOCOLS_BASE_URL",
         "protocols_base_url",
