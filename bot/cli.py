@@ -213,13 +213,17 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _ask_async(args: argparse.Namespace, settings: Settings) -> int:
     from bot.services import build_services
+    from bot.term_cache import StoredTermsAnalyzer
     from skills.protocols.assistant import ProtocolAssistant
 
-    services = await build_services(settings)
+    terms = StoredTermsAnalyzer()  # stored section terms: no Kiwi start-up unless something changed
+    services = await build_services(settings, analyzer=terms)
     try:
+        await terms.load(services.store)
         await services.library.sync(services.protocols_dir)
         assistant = ProtocolAssistant(services.library, services.store, _clock(), services.llm)
         answer = await assistant.answer(args.question)
+        await terms.save(services.store)
     finally:
         await services.close()
     citations = [
@@ -272,9 +276,11 @@ async def _ingest_async(folder: Path | None, replace: bool, settings: Settings) 
             bar.refresh()
 
         try:
+            await library.analyzer.load(store)
             report = await library.sync(folder, progress)
         finally:
             bar.close()
+        await library.analyzer.save(store)
         await record_folder(store, folder)
     finally:
         if azure is not None:
@@ -291,6 +297,7 @@ async def _open_library(settings: Settings) -> tuple[Any, Any, Any]:
     """The store, the protocol library over it and the Azure client (or None), as `serve` builds them."""
     from bot.services import choose_embedder
     from bot.storage import SqlStore
+    from bot.term_cache import StoredTermsAnalyzer
     from skills.protocols.library import ProtocolLibrary
     from skills.protocols.retrieval import RetrievalSettings
 
@@ -302,7 +309,8 @@ async def _open_library(settings: Settings) -> tuple[Any, Any, Any]:
     store = SqlStore.from_url(settings.database)
     await store.open()
     thresholds = RetrievalSettings(min_coverage=settings.min_coverage, min_similarity=settings.min_similarity)
-    library = ProtocolLibrary(store, embedder=choose_embedder(settings, azure), settings=thresholds)
+    embedder = choose_embedder(settings, azure)
+    library = ProtocolLibrary(store, embedder=embedder, settings=thresholds, analyzer=StoredTermsAnalyzer())
     return store, library, azure
 
 

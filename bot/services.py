@@ -16,6 +16,7 @@ from skills import protocols
 from skills.core.ports import LLM, Embedder
 from skills.core.router import Router
 from skills.core.skill import Context, Skill
+from skills.protocols.analysis import Analyzer
 from skills.protocols.library import ProtocolLibrary
 from skills.protocols.retrieval import RetrievalSettings
 
@@ -59,7 +60,8 @@ class Services:
         await self.store.close()
 
 
-async def build_services(settings: Settings) -> Services:
+async def build_services(settings: Settings, *, analyzer: Analyzer | None = None) -> Services:
+    """Open the store and build the ports and skills; `analyzer` replaces the protocol library's (the CLI's cache)."""
     store = SqlStore.from_url(settings.database)
     await store.open()
     azure: AzureOpenAIClient | None = None
@@ -71,7 +73,7 @@ async def build_services(settings: Settings) -> Services:
         llm = AzureChat(azure, budget_s=settings.answer_timeout_s) if settings.chat_configured else None
     embedder = choose_embedder(settings, azure)
     thresholds = RetrievalSettings(min_coverage=settings.min_coverage, min_similarity=settings.min_similarity)
-    library = ProtocolLibrary(store, embedder=embedder, settings=thresholds)
+    library = ProtocolLibrary(store, embedder=embedder, settings=thresholds, analyzer=analyzer)
     try:
         chosen = await choose_folder(store, settings.protocols_dir)  # FolderMismatch: the library came from elsewhere
         folder = chosen.path
