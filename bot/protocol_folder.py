@@ -1,6 +1,7 @@
 """Which folder the protocol library is built from, remembered in the Store so `serve` and `ask` keep it.
 
-`wardline ingest DIR` records DIR; `serve` and `ask` then use it without WARDLINE_PROTOCOLS_DIR. A different folder
+`wardline ingest DIR` records DIR; `serve` and `ask` then use it without WARDLINE_PROTOCOLS_DIR (and record the folder
+they index when nothing is recorded yet, the bundled samples included). A different folder
 (on the command line or in WARDLINE_PROTOCOLS_DIR) than the one the stored library came from is refused until the
 user says `--replace`: silently swapping a hospital's protocols for the bundled samples (or the other way round) would
 serve the wrong documents.
@@ -19,6 +20,7 @@ from skills.protocols.library import DOCS
 
 SPACE = "wardline.library"
 KEY = "folder"
+RECORDED = "the library's folder"
 
 
 class FolderMismatch(CommandError):
@@ -30,7 +32,7 @@ class LibraryFolder:
     """The folder to read, and where that choice came from (for messages and `wardline protocols list`)."""
 
     path: Path
-    origin: str  # "WARDLINE_PROTOCOLS_DIR", "recorded by wardline ingest", "bundled samples" or "command line"
+    origin: str  # "WARDLINE_PROTOCOLS_DIR", "the library's folder" (recorded) or "bundled samples"
 
 
 async def recorded_folder(store: Store) -> Path | None:
@@ -71,7 +73,7 @@ async def choose_folder(store: Store, configured: Path | None) -> LibraryFolder:
             )
         return LibraryFolder(configured, "WARDLINE_PROTOCOLS_DIR")
     if recorded is not None:
-        return LibraryFolder(recorded, "recorded by wardline ingest")
+        return LibraryFolder(recorded, RECORDED)
     return LibraryFolder(SAMPLES, "bundled samples")
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from bot.clock import SystemClock
 from bot.embeddings import LocalEmbedder, local_model_available
-from bot.protocol_folder import choose_folder, record_folder
+from bot.protocol_folder import RECORDED, choose_folder, record_folder
 from bot.settings import Settings, SettingsError
 from bot.storage import SqlStore
 from skills import protocols
@@ -79,7 +79,7 @@ async def build_services(settings: Settings, *, analyzer: Analyzer | None = None
         folder = chosen.path
         if not folder.is_dir():
             raise SettingsError(f"protocol folder ({chosen.origin}): {folder} is not a folder")
-        if chosen.origin == "WARDLINE_PROTOCOLS_DIR":
+        if chosen.origin != RECORDED:  # from now on a different folder needs `wardline ingest DIR --replace`
             await record_folder(store, folder)
     except BaseException:
         if azure is not None:

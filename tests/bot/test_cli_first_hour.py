@@ -47,7 +47,7 @@ def test_the_template_is_a_valid_protocol_and_show_lists_its_sections(
     capsys.readouterr()
     assert main(["protocols", "list"]) == 0
     out = capsys.readouterr().out
-    assert f"# 1 documents from {hospital_folder.resolve()} (recorded by wardline ingest)" in out
+    assert f"# 1 documents from {hospital_folder.resolve()} (the library's folder)" in out
     assert "vte-prophylaxis" in out and "1.0" in out and "2027-01-01" in out
     assert main(["protocols", "show", "vte-prophylaxis"]) == 0
     out = capsys.readouterr().out
@@ -77,7 +77,7 @@ def test_ingest_remembers_the_folder_and_ask_uses_it(capsys: pytest.CaptureFixtu
     assert main(["ingest", str(SAMPLES), "--replace"]) == 0
     assert "1 removed" in capsys.readouterr().out
     assert main(["protocols", "list"]) == 0
-    assert f"from {SAMPLES} (recorded by wardline ingest)" in capsys.readouterr().out
+    assert f"from {SAMPLES} (the library's folder)" in capsys.readouterr().out
 
 
 def test_a_different_protocols_dir_than_the_library_is_refused(
@@ -96,13 +96,40 @@ def test_a_different_protocols_dir_than_the_library_is_refused(
     assert "sepsis-bundle.md" in capsys.readouterr().out
 
 
-def test_a_library_from_before_folders_were_recorded_still_asks_for_replace(
-    capsys: pytest.CaptureFixture[str], hospital_folder: Path
+def test_the_samples_indexed_by_default_are_not_swapped_silently(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, hospital_folder: Path
 ) -> None:
-    assert main(["ask", "what MAP in septic shock?"]) == 0  # indexes the bundled samples, records nothing
+    assert main(["ask", "what MAP in septic shock?"]) == 0  # indexes and records the bundled samples
     capsys.readouterr()
     assert main(["ingest", str(hospital_folder)]) == 1
     assert "--replace" in capsys.readouterr().err
+    monkeypatch.setenv("WARDLINE_PROTOCOLS_DIR", str(hospital_folder))
+    assert main(["ask", "what MAP in septic shock?"]) == 1
+    assert f"wardline ingest {hospital_folder} --replace" in capsys.readouterr().err
+
+
+async def test_a_library_from_before_folders_were_recorded_keeps_its_configured_folder(
+    hospital_folder: Path, isolated: Path
+) -> None:
+    from bot.protocol_folder import FolderMismatch, check_ingest_folder, choose_folder, recorded_folder
+    from bot.storage import SqlStore
+    from skills.protocols.library import ProtocolLibrary
+
+    store = SqlStore.from_url(f"sqlite+aiosqlite:///{isolated / 'old.db'}")
+    await store.open()
+    try:
+        await ProtocolLibrary(store).sync(hospital_folder)  # indexed by an older Wardline: no folder recorded
+        assert await recorded_folder(store) is None
+        assert (await choose_folder(store, hospital_folder)).path == hospital_folder  # its setting still works
+        await check_ingest_folder(store, hospital_folder, hospital_folder, replace=False)
+        other = isolated / "other"
+        other.mkdir()
+        with pytest.raises(FolderMismatch, match="so the bot would not serve"):  # never taken silently
+            await check_ingest_folder(store, other, hospital_folder, replace=False)
+        with pytest.raises(FolderMismatch, match="would replace all of it"):
+            await check_ingest_folder(store, other, None, replace=False)
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize(
