@@ -42,6 +42,8 @@ then
 fi
 
 export TEAMSAPPTESTER_BROWSER=none  # it would try to open a browser and exit where there is none
+mkdir -p "$ROOT/var"
+export M365_AGENTS_PLAYGROUND_LOGFILE="${M365_AGENTS_PLAYGROUND_LOGFILE:-$ROOT/var/playground.log}"
 echo "playground: starting Microsoft 365 Agents Playground $(node -p "require('$HERE/node_modules/@microsoft/m365agentsplayground/package.json').version") for $BOT_ENDPOINT" >&2
 "$PLAYGROUND" -e "$BOT_ENDPOINT" -c msteams -p "${PLAYGROUND_PORT:-56150}" --dt 2>&1 | while IFS= read -r line; do
   printf '%s\n' "$line"
