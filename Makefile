@@ -1,19 +1,27 @@
 # Wardline: `make run` starts the bot, `make test` runs the tests. Both set themselves up first.
+#
+# Set-up installs the exact versions in requirements.lock, every file checked against its sha256 hash
+# (pip --require-hashes), then Wardline itself without dependencies. torch is the one package outside the hashed lock:
+# its CPU build comes from different places on different machines (a local wheel, or the PyTorch CPU index via
+# TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"), each with its own hash, and PyPI's default
+# torch is a multi-GB CUDA build. `make lock` regenerates the lock after a change to pyproject.toml.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,local,postgres
-comma := ,
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)-$(subst $(comma),_,$(EXTRAS))
+TORCH ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 
-.PHONY: setup run test test-fast e2e e2e-deps lint format bench manifest clean
+.PHONY: setup run test test-fast e2e e2e-deps lint format bench manifest playground lock clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Wardline needs Python 3.11 or newer: make PYTHON=python3.11 ...")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet --no-deps $(TORCH_PIP_ARGS) '$(TORCH)'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -35,6 +43,10 @@ e2e: $(STAMP) e2e-deps
 manifest: $(STAMP)
 	$(BIN)/wardline manifest build
 
+# Microsoft 365 Agents Playground, the copy pinned in infra/e2e (no npx download), against the bot `make run` serves.
+playground: e2e-deps
+	bash infra/e2e/playground.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -44,8 +56,16 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Retrieval quality and speed on tests/data/medquad (CC BY 4.0) and the bundled protocols; see the README.
 bench: $(STAMP)
 	$(BIN)/python tests/bench/retrieval_bench.py
 
+# Regenerate requirements.lock (Linux, CPython 3.11) with pip-tools in a throwaway virtualenv.
+lock:
+	@rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/python -m pip install --quiet pip-tools
+	.lock-venv/bin/pip-compile --quiet --generate-hashes --extra=dev,local,postgres --unsafe-package=torch \
+	    --strip-extras --no-emit-index-url --no-emit-find-links --output-file=requirements.lock pyproject.toml
+	@rm -rf .lock-venv
+
 clean:
-	rm -rf $(VENV) var test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var test-artifacts .pytest_cache .mypy_cache .ruff_cache .lock-venv

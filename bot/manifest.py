@@ -1,7 +1,9 @@
 """Build Wardline's Teams app manifest, its Korean localisation and the sideloading zip.
 
 Pure functions: no environment reading, no botbuilder. The caller (the `wardline manifest build` CLI) passes
-values from `Settings`. The template and icons live in `manifests/` at the repository root.
+values from `Settings`, the command list from the router (`Router.commands()`) and the installed skills' names, so
+the package offers exactly the commands the bot answers and describes only what works. The template and icons live
+in `manifests/` at the repository root.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ KO_KR_FILE: Final = "ko-kr.json"
 MANIFEST_VERSION: Final = "1.30"
 """Newest GA schema in `@microsoft/app-manifest` 1.1.2; the template's `$schema` and `manifestVersion` follow it."""
 
-DEFAULT_HOST_NAME: Final = "wardline.example.org"
-"""Placeholder public host. Teams rejects `localhost`; a real deployment passes its own (e.g. from settings)."""
+DEV_HOST_NAME: Final = "wardline.example.org"
+"""Placeholder public host for `wardline manifest build --dev` only; a real package names the hospital's host."""
+
+PLACEHOLDER_DOMAINS: Final = ("example.org", "example.com", "example.net")
 
 DEFAULT_VERSION: Final = "1.0.0"
 
@@ -53,21 +57,92 @@ class BotCommand(NamedTuple):
     scopes: tuple[Scope, ...] = ALL_SCOPES
 
 
-DEFAULT_COMMANDS: Final[tuple[BotCommand, ...]] = (
-    BotCommand("help", "List what Wardline can do", "Wardline이 할 수 있는 일 보기"),
-    BotCommand("ask", "Ask a protocol question", "프로토콜 질문하기"),
-)
-"""Add a command here (or pass your own list): the manifest and the ko-kr file both follow it."""
+class Capability(NamedTuple):
+    """What one installed skill lets staff do, as Teams' app listing says it: a phrase and sentences, en and ko."""
+
+    short_en: str
+    en: str
+    short_ko: str
+    ko: str
+
+
+CAPABILITIES: Final[dict[str, Capability]] = {
+    "protocols": Capability(
+        "cited protocol answers",
+        "Ask a question about your hospital's protocols and get an answer that cites the protocol section it comes "
+        "from, or a plain statement that the protocols do not cover it. Answers quote or summarise the cited "
+        "sections and can be wrong: check the source.",
+        "출처가 있는 프로토콜 답변",
+        "병원 프로토콜에 관해 질문하면 근거가 된 프로토콜 항목을 출처로 밝힌 답변을 받고, 프로토콜에 없는 내용이면 "
+        "없다고 알려 줍니다. 답변은 출처 항목을 인용하거나 요약한 것이며 틀릴 수 있으니 출처를 확인하세요.",
+    ),
+}
+"""One entry per skill, keyed by `Skill.name`: the description lists exactly the installed skills' entries."""
+
+_SHORT: Final = {"en": "Ward assistant", "ko": "병동 도우미"}
+_INTRO: Final = {
+    "en": "Wardline is an open-source assistant for hospital ward teams in Microsoft Teams.",
+    "ko": "Wardline은 Microsoft Teams에서 병동 팀을 돕는 오픈 소스 도우미입니다.",
+}
+_CLOSING: Final = {
+    "en": "Wardline is free software; your hospital runs its own copy.",
+    "ko": "Wardline은 자유 소프트웨어이며 각 병원이 직접 운영합니다.",
+}
 
 
 @dataclass(frozen=True)
 class Developer:
-    """The `developer` block; the hospital's IT normally overrides all of it."""
+    """The `developer` block: the hospital that runs this bot (settings WARDLINE_DEVELOPER_NAME and the URLs)."""
 
-    name: str = "Wardline contributors"
-    website_url: str = "https://wardline.example.org"
-    privacy_url: str = "https://wardline.example.org/privacy"
-    terms_of_use_url: str = "https://wardline.example.org/terms"
+    name: str
+    website_url: str
+    privacy_url: str
+    terms_of_use_url: str
+
+
+DEV_DEVELOPER: Final = Developer(
+    name="Wardline (development build)",
+    website_url="https://wardline.example.org",
+    privacy_url="https://wardline.example.org/privacy",
+    terms_of_use_url="https://wardline.example.org/terms",
+)
+"""Placeholders for `--dev` packages only (a test tenant); a real package refuses them."""
+
+
+def descriptions(skills: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """(short, full) description per language ("en", "ko") listing what the installed `skills` do, in order."""
+    capabilities = [CAPABILITIES[name] for name in skills if name in CAPABILITIES]
+    result: dict[str, tuple[str, str]] = {}
+    for language in ("en", "ko"):
+        phrases = ", ".join(getattr(c, f"short_{language}") for c in capabilities)
+        short = f"{_SHORT[language]}: {phrases}" if phrases else _SHORT[language]
+        said = [getattr(c, language) for c in capabilities]
+        result[language] = (short, " ".join([_INTRO[language], *said, _CLOSING[language]]))
+    return result
+
+
+def publishing_problems(host_name: str, developer: Developer) -> list[str]:
+    """What keeps a package from being given to staff: placeholder hosts or URLs, missing privacy or terms pages."""
+    problems: list[str] = []
+    if not developer.name.strip():
+        problems.append("WARDLINE_DEVELOPER_NAME is not set (who runs this bot)")
+    for setting, url in (
+        ("WARDLINE_WEBSITE_URL", developer.website_url),
+        ("WARDLINE_PRIVACY_URL", developer.privacy_url),
+        ("WARDLINE_TERMS_URL", developer.terms_of_use_url),
+    ):
+        if not url:
+            problems.append(f"{setting} is not set")
+        elif _is_placeholder(url.split("://", 1)[-1].split("/", 1)[0]):
+            problems.append(f"{setting} points at a placeholder domain ({url})")
+    if _is_placeholder(host_name):
+        problems.append(f"WARDLINE_PUBLIC_HOSTNAME is a placeholder domain ({host_name})")
+    return problems
+
+
+def _is_placeholder(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == d or host.endswith("." + d) for d in PLACEHOLDER_DOMAINS)
 
 
 def teams_app_id_for(app_id: str) -> str:
@@ -86,18 +161,20 @@ def load_json(path: Path) -> JsonObject:
 def build_manifest(
     *,
     app_id: str | None,
+    host_name: str,
+    commands: Sequence[BotCommand | tuple[str, str]],
+    developer: Developer,
+    skills: Sequence[str] = ("protocols",),
     teams_app_id: str | None = None,
-    host_name: str = DEFAULT_HOST_NAME,
     version: str = DEFAULT_VERSION,
-    commands: Sequence[BotCommand | tuple[str, str]] = DEFAULT_COMMANDS,
-    developer: Developer = Developer(),
     single_sign_on: bool = False,
     template: Mapping[str, Any] | None = None,
 ) -> JsonObject:
     """The Teams app manifest (a new dict) for the bot registered as `app_id`.
 
-    `teams_app_id` defaults to `teams_app_id_for(app_id)`; `host_name` goes to `validDomains`;
-    `single_sign_on` adds `webApplicationInfo` (resource `api://{host_name}/{app_id}`).
+    `commands` are the router's (`bot_commands(router.commands())`); `skills` the installed skills' names, which
+    choose the description. `teams_app_id` defaults to `teams_app_id_for(app_id)`; `host_name` goes to
+    `validDomains`; `single_sign_on` adds `webApplicationInfo` (resource `api://{host_name}/{app_id}`).
     """
     if not app_id or not app_id.strip():
         raise ValueError(
@@ -111,7 +188,10 @@ def build_manifest(
     if not _SEMVER.match(version):
         raise ValueError(f"version must be MAJOR.MINOR.PATCH, got {version!r}")
 
+    short, full = descriptions(skills)["en"]
     values = {
+        "DESCRIPTION_SHORT": short,
+        "DESCRIPTION_FULL": full,
         "TEAMS_APP_ID": teams_app_id,
         "BOT_ID": app_id,
         "HOST_NAME": host_name,
@@ -149,18 +229,25 @@ def command_lists(commands: Sequence[BotCommand | tuple[str, str]]) -> list[Json
     return lists
 
 
+def bot_commands(commands: Sequence[Any]) -> list[BotCommand]:
+    """The manifest's command list from the router's commands (`skills.core.skill.Command`: name, descriptions)."""
+    return [BotCommand(c.name, c.description, c.description_ko or None) for c in commands]
+
+
 def build_localization(
-    commands: Sequence[BotCommand | tuple[str, str]] = DEFAULT_COMMANDS,
+    commands: Sequence[BotCommand | tuple[str, str]],
     *,
+    skills: Sequence[str] = ("protocols",),
     base: Mapping[str, Any] | None = None,
 ) -> JsonObject:
-    """The ko-kr localisation file: names and descriptions from `base`, command keys generated from `commands`.
+    """The ko-kr localisation file: names from `base`, descriptions from `skills`, command keys from `commands`.
 
     Command titles stay as in the manifest (they are the text the bot receives); only descriptions are
     translated. A command without `description_ko` keeps its English description.
     """
     source = base if base is not None else load_json(KO_KR_PATH)
     localization = {k: v for k, v in source.items() if not k.startswith("bots[")}
+    localization["description.short"], localization["description.full"] = descriptions(skills)["ko"]
     for list_index, (_scope, scoped) in enumerate(_commands_by_scope(commands)):
         for command_index, command in enumerate(scoped):
             key = f"bots[0].commandLists[{list_index}].commands[{command_index}]"
@@ -178,7 +265,7 @@ def write_package(
 ) -> Path:
     """Write the sideloading zip (manifest.json, icons and ko-kr.json at the root) to `out` and return it.
 
-    `localization` defaults to `build_localization()`; it is written only if the manifest references it.
+    `localization` (from `build_localization`) is required when the manifest references a ko-kr file.
     """
     _require_resolved(manifest)
     icons = manifest.get("icons", {})
@@ -191,7 +278,9 @@ def write_package(
         name = language["file"]
         if name != KO_KR_FILE:
             raise ValueError(f"no content for localisation file {name!r}")
-        files[name] = _json_bytes(localization if localization is not None else build_localization())
+        if localization is None:
+            raise ValueError("the manifest references ko-kr.json: pass its content (build_localization)")
+        files[name] = _json_bytes(localization)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:

@@ -6,12 +6,13 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.clock import SystemClock
 from bot.directory import DirectoryRouter, LiveDirectory
 from bot.embeddings import LocalEmbedder, local_model_available
 from bot.graph import GraphGroups, GraphToken
-from bot.llm import AzureChat, AzureEmbedder, AzureOpenAIClient
+from bot.protocol_folder import RECORDED, choose_folder, record_folder
 from bot.settings import Settings, SettingsError
 from bot.storage import SqlStore
 from bot.timers import SqlTimers
@@ -19,8 +20,12 @@ from skills import alerts, broadcast, handover, protocols
 from skills.core.ports import LLM, Clock, Directory, Embedder, Notifier, Timers
 from skills.core.router import Router
 from skills.core.skill import Context, Skill
+from skills.protocols.analysis import Analyzer
 from skills.protocols.library import ProtocolLibrary
 from skills.protocols.retrieval import RetrievalSettings
+
+if TYPE_CHECKING:  # openai costs seconds to import; a CLI run without Azure never loads it
+    from bot.llm import AzureOpenAIClient
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,8 @@ def choose_embedder(settings: Settings, azure: AzureOpenAIClient | None) -> Embe
     """Azure embeddings when configured, else the local MiniLM when installed, else none (lexical only)."""
     mode = settings.embeddings
     if mode in ("azure", "auto") and azure is not None and settings.azure_embeddings_configured:
+        from bot.llm import AzureEmbedder
+
         return AzureEmbedder(azure)
     if mode == "local" or (mode == "auto" and local_model_available()):
         if not local_model_available():
@@ -88,35 +95,56 @@ def graph_groups(settings: Settings) -> GraphGroups | None:
 
 
 async def build_services(
-    settings: Settings, extra_skills: Sequence[SkillFactory] = (), ports: HostPorts | None = None
+    settings: Settings,
+    extra_skills: Sequence[SkillFactory] = (),
+    ports: HostPorts | None = None,
+    *,
+    analyzer: Analyzer | None = None,
 ) -> Services:
     """Open the store and build every port and skill.
 
-    `extra_skills` adds skills (tests, site-specific add-ons); `ports` replaces host ports with test doubles.
+    `extra_skills` adds skills (tests, site-specific add-ons); `ports` replaces host ports with test doubles;
+    `analyzer` replaces the protocol library's (the CLI's cache).
     """
     ports = ports or HostPorts()
     graph = graph_groups(settings)
-    live_directory = LiveDirectory.open(settings.directory, groups=graph)
-    directory: Directory = ports.directory or live_directory  # a bad file stops start-up here
+    live_directory = LiveDirectory.open(settings.directory, groups=graph)  # a bad file stops start-up here
+    directory: Directory = ports.directory or live_directory
     store = SqlStore.from_url(settings.database, timeout_s=settings.database_timeout_s)
     await store.open()
     clock: Clock = ports.clock or SystemClock()
     sql_timers = SqlTimers(store.engine, clock) if ports.timers is None else None
     timers: Timers | None = ports.timers or sql_timers
-    azure = AzureOpenAIClient(settings) if (settings.chat_configured or settings.azure_embeddings_configured) else None
-    llm = AzureChat(azure, budget_s=settings.answer_timeout_s) if azure and settings.chat_configured else None
+    azure: AzureOpenAIClient | None = None
+    llm: LLM | None = None
+    if settings.chat_configured or settings.azure_embeddings_configured:
+        from bot.llm import AzureChat, AzureOpenAIClient
+
+        azure = AzureOpenAIClient(settings)
+        llm = AzureChat(azure, budget_s=settings.answer_timeout_s) if settings.chat_configured else None
     embedder = choose_embedder(settings, azure)
     thresholds = RetrievalSettings(min_coverage=settings.min_coverage, min_similarity=settings.min_similarity)
-    library = ProtocolLibrary(store, embedder=embedder, settings=thresholds)
-    folder = settings.protocols_dir or protocols.SAMPLES
-    if not folder.is_dir():
-        raise SettingsError(f"WARDLINE_PROTOCOLS_DIR: {folder} is not a folder")
+    library = ProtocolLibrary(store, embedder=embedder, settings=thresholds, analyzer=analyzer)
+    try:
+        chosen = await choose_folder(store, settings.protocols_dir)  # FolderMismatch: the library came from elsewhere
+        folder = chosen.path
+        if not folder.is_dir():
+            raise SettingsError(f"protocol folder ({chosen.origin}): {folder} is not a folder")
+        if chosen.origin != RECORDED:  # from now on a different folder needs `wardline ingest DIR --replace`
+            await record_folder(store, folder)
+    except BaseException:
+        if azure is not None:
+            await azure.close()
+        await store.close()
+        raise
     context = Context(
         store=store,
         clock=clock,
         llm=llm,
         embedder=embedder,
         notifier=ports.notifier,
+        directory=directory,
+        timers=timers,
         options={
             "answer_timeout_s": settings.answer_timeout_s,
             "resync_seconds": settings.resync_seconds,

@@ -65,7 +65,12 @@ OPTIONS: tuple[Option, ...] = (
         "SQLAlchemy async URL. Empty: sqlite under WARDLINE_DATA_DIR. PostgreSQL: postgresql+asyncpg://...",
         secret=True,
     ),
-    Option("WARDLINE_PROTOCOLS_DIR", "protocols_dir", "", "Folder of protocol documents. Empty: the bundled samples."),
+    Option(
+        "WARDLINE_PROTOCOLS_DIR",
+        "protocols_dir",
+        "",
+        "Folder of protocol documents. Empty: the folder last indexed by `wardline ingest`, else the samples.",
+    ),
     Option(
         "WARDLINE_PROTOCOLS_BASE_URL",
         "protocols_base_url",
@@ -186,6 +191,11 @@ OPTIONS: tuple[Option, ...] = (
         "Where device-link-down alerts also go (e.g. unit:BIOMED), besides the unit.",
     ),
     Option("WARDLINE_ALERTS_LOCALE", "alerts_locale", "en", "Language of alarm cards (en or ko); a unit may override."),
+    # The Teams app package's developer block: the hospital that runs the bot (`wardline manifest build`).
+    Option("WARDLINE_DEVELOPER_NAME", "developer_name", "", "Who runs this bot, shown in Teams (manifest)."),
+    Option("WARDLINE_WEBSITE_URL", "website_url", "", "https:// page about the bot at your hospital (manifest)."),
+    Option("WARDLINE_PRIVACY_URL", "privacy_url", "", "https:// privacy statement for staff (manifest; required)."),
+    Option("WARDLINE_TERMS_URL", "terms_url", "", "https:// terms of use (manifest; required)."),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -252,6 +262,11 @@ class Settings:
     def alerts_webhook_secrets(self) -> list[str]:
         return [secret.strip() for secret in self.alerts_webhook_secret.split(",") if secret.strip()]
 
+    developer_name: str = ""
+    website_url: str = ""
+    privacy_url: str = ""
+    terms_url: str = ""
+
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'wardline.db'}"
@@ -276,13 +291,7 @@ class Settings:
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
         """Read settings from the environment, falling back to a .env file; raise SettingsError on bad values."""
-        source: dict[str, str] = {}
-        if env_file is not None and env_file.is_file():
-            source.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-        source.update(os.environ if environ is None else environ)
-        if "PORT" not in source and "WARDLINE_PORT" in source:
-            source["PORT"] = source["WARDLINE_PORT"]
-        raw = {option.field: source.get(option.env, option.default).strip() for option in OPTIONS}
+        raw = {option.field: value for option, value, _origin in _sources(environ, env_file)}
         return cls._parse(raw)
 
     @classmethod
@@ -309,6 +318,12 @@ class Settings:
             value = raw[name].lower() if fold else raw[name]
             if value not in allowed:
                 raise SettingsError(f"{_env_name(name)} must be one of {', '.join(allowed)}; got {raw[name]!r}")
+            return value
+
+        def https_url(name: str) -> str:
+            value = raw[name]
+            if value and not value.startswith("https://"):
+                raise SettingsError(f"{_env_name(name)} must be an https:// URL, got {value!r}")
             return value
 
         try:
@@ -381,6 +396,10 @@ class Settings:
             alerts_webhook_secret=raw["alerts_webhook_secret"],
             biomed_target=raw["biomed_target"],
             alerts_locale=choice("alerts_locale", ("en", "ko")),
+            developer_name=raw["developer_name"],
+            website_url=https_url("website_url"),
+            privacy_url=https_url("privacy_url"),
+            terms_url=https_url("terms_url"),
         )
 
 
@@ -394,6 +413,44 @@ def _graph_url(value: str) -> str:
     if not value.startswith(("https://", "http://")):
         raise SettingsError("WARDLINE_GRAPH_URL must be a URL such as https://graph.microsoft.com")
     return value.rstrip("/")
+
+
+def _sources(environ: Mapping[str, str] | None, env_file: Path | None) -> list[tuple[Option, str, str]]:
+    """Each option's raw value and where it came from: "env", ".env" or "default"."""
+    from_file: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    from_env = dict(os.environ if environ is None else environ)
+    for layer in (from_file, from_env):
+        if "PORT" not in layer and "WARDLINE_PORT" in layer:
+            layer["PORT"] = layer["WARDLINE_PORT"]
+    rows: list[tuple[Option, str, str]] = []
+    for option in OPTIONS:
+        if option.env in from_env:
+            rows.append((option, from_env[option.env].strip(), "env"))
+        elif option.env in from_file:
+            rows.append((option, from_file[option.env].strip(), ".env"))
+        else:
+            rows.append((option, option.default, "default"))
+    return rows
+
+
+def effective_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> list[tuple[str, str, str]]:
+    """(variable, value, origin) for every option as `Settings.load` sees it, secrets masked."""
+    rows = []
+    for option, value, origin in _sources(environ, env_file):
+        rows.append((option.env, mask_secret(value) if option.secret else value, origin))
+    return rows
+
+
+def mask_secret(value: str) -> str:
+    """A secret shown as set or empty, never its characters; a URL keeps its scheme so its kind stays visible."""
+    if not value:
+        return ""
+    scheme, sep, _rest = value.partition("://")
+    return f"{scheme}://********" if sep and scheme.isascii() and "@" not in scheme else "********"
 
 
 def _env_name(field_name: str) -> str:

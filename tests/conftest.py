@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.fakes.azure_openai"]  # the fake_azure_openai fixture
+pytest_plugins = [
+    "tests.fakes.azure_openai",  # the fake_azure_openai fixture
+    "tests.postgres",  # postgres_server and postgres_url: a configured or throwaway PostgreSQL
+]
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

@@ -11,4 +11,5 @@ MODULES: tuple[str, ...] = (
     "bot.commands.directory",
     "bot.commands.privacy",  # issue 6: privacy purge
     "bot.commands.alerts",
+    "bot.commands.protocols",  # protocols list, protocols show
 )

@@ -2,7 +2,7 @@
 
     python tests/bench/retrieval_bench.py [--quick] [--skip-build]
 
-Quality on ../shared/eval/medquad (or --set DIR) and on the bundled Korean/English protocol set, query latency
+Quality on tests/data/medquad (or --set DIR) and on the bundled Korean/English protocol set, query latency
 (p50/p95, ms), and the build time and memory of a 10,000-chunk index. Ratios matter, not absolute times.
 """
 
@@ -35,7 +35,7 @@ from skills.protocols.evaluation import (  # noqa: E402
 )
 from skills.protocols.library import ProtocolLibrary, embedding_text  # noqa: E402
 
-MEDQUAD = ROOT.parent / "shared" / "eval" / "medquad"
+MEDQUAD = ROOT / "tests" / "data" / "medquad"  # in the repository (CC BY 4.0, see its SOURCE.md)
 PROTOCOLS = ROOT / "skills" / "protocols" / "samples"
 PROTOCOL_EVAL = ROOT / "tests" / "data" / "protocols_eval"
 

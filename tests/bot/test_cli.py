@@ -121,7 +121,7 @@ def test_ingest_reports_changes(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     captured = capsys.readouterr()
     assert "1 added" in captured.out and "1 failed" in captured.out
     assert "broken.pdf" in captured.err
-    assert "WARDLINE_PROTOCOLS_DIR" in captured.err
+    assert f"library folder: {library.resolve()}" in captured.err
     (library / "broken.pdf").unlink()
     assert main(["ingest", str(library)]) == 0
     assert "1 unchanged" in capsys.readouterr().out
@@ -145,34 +145,75 @@ def test_console_script_is_installed() -> None:
         assert command in result.stdout
 
 
-def test_manifest_build_needs_only_the_app_id(
+def hospital_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MicrosoftAppId", "11111111-2222-3333-4444-555555555555")
+    monkeypatch.setenv("WARDLINE_PUBLIC_HOSTNAME", "wardline.seoulgeneral.kr")
+    monkeypatch.setenv("WARDLINE_DEVELOPER_NAME", "Seoul General Hospital IT")
+    monkeypatch.setenv("WARDLINE_WEBSITE_URL", "https://it.seoulgeneral.kr/wardline")
+    monkeypatch.setenv("WARDLINE_PRIVACY_URL", "https://it.seoulgeneral.kr/privacy")
+    monkeypatch.setenv("WARDLINE_TERMS_URL", "https://it.seoulgeneral.kr/terms")
+
+
+def test_manifest_build_uses_the_settings_and_the_router(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import zipfile
 
-    assert main(["manifest", "build"]) == 2
-    assert "MicrosoftAppId" in capsys.readouterr().err
-    monkeypatch.setenv("MicrosoftAppId", "11111111-2222-3333-4444-555555555555")
-    out = tmp_path / "app.zip"
-    assert main(["manifest", "build", "--out", str(out)]) == 0
-    names = set(zipfile.ZipFile(out).namelist())
-    assert names == {"manifest.json", "color.png", "outline.png", "ko-kr.json"}
-    manifest = json.loads(zipfile.ZipFile(out).read("manifest.json"))
-    assert manifest["bots"][0]["botId"] == "11111111-2222-3333-4444-555555555555"
-    monkeypatch.setenv("WARDLINE_PUBLIC_HOSTNAME", "localhost")
-    assert main(["manifest", "build", "--out", str(out)]) == 2
-    assert "public DNS name" in capsys.readouterr().err
-
-
-def test_manifest_commands_are_the_bots_commands() -> None:
-    from bot.manifest import DEFAULT_COMMANDS
     from skills import protocols
     from skills.core.fakes import ManualClock, MemoryStore
     from skills.core.router import Router
     from skills.core.skill import Context
     from skills.protocols.library import ProtocolLibrary
 
+    assert main(["manifest", "build"]) == 2
+    assert "MicrosoftAppId" in capsys.readouterr().err
+    hospital_settings(monkeypatch)
+    out = tmp_path / "app.zip"
+    assert main(["manifest", "build", "--out", str(out)]) == 0
+    names = set(zipfile.ZipFile(out).namelist())
+    assert names == {"manifest.json", "color.png", "outline.png", "ko-kr.json"}
+    manifest = json.loads(zipfile.ZipFile(out).read("manifest.json"))
+    assert manifest["bots"][0]["botId"] == "11111111-2222-3333-4444-555555555555"
+    assert manifest["developer"]["privacyUrl"] == "https://it.seoulgeneral.kr/privacy"
+    assert manifest["validDomains"] == ["wardline.seoulgeneral.kr"]
     store = MemoryStore()
     skill = protocols.create_skill(Context(store=store, clock=ManualClock()), ProtocolLibrary(store), SAMPLES)
-    router_commands = [(c.name, c.description_ko) for c in Router([skill]).commands()]
-    assert [c.title for c in DEFAULT_COMMANDS] == [name for name, _ in router_commands]
+    titles = [c["title"] for c in manifest["bots"][0]["commandLists"][0]["commands"]]
+    assert titles == [c.name for c in Router([skill]).commands()]
+    monkeypatch.setenv("WARDLINE_PUBLIC_HOSTNAME", "localhost")
+    assert main(["manifest", "build", "--out", str(out)]) == 2
+    assert "public DNS name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("unset", "placeholder", "message"),
+    [
+        ("WARDLINE_PUBLIC_HOSTNAME", None, "set WARDLINE_PUBLIC_HOSTNAME"),
+        ("WARDLINE_PRIVACY_URL", None, "WARDLINE_PRIVACY_URL is not set"),
+        ("WARDLINE_TERMS_URL", None, "WARDLINE_TERMS_URL is not set"),
+        (None, ("WARDLINE_PRIVACY_URL", "https://wardline.example.org/privacy"), "placeholder domain"),
+        (None, ("WARDLINE_PUBLIC_HOSTNAME", "bot.example.com"), "placeholder domain"),
+    ],
+)
+def test_manifest_build_refuses_placeholders_unless_dev(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    unset: str | None,
+    placeholder: tuple[str, str] | None,
+    message: str,
+) -> None:
+    hospital_settings(monkeypatch)
+    if unset:
+        monkeypatch.delenv(unset)
+    if placeholder:
+        monkeypatch.setenv(*placeholder)
+    out = tmp_path / "app.zip"
+    assert main(["manifest", "build", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 2  # the error and its hint, no traceback
+    assert not out.exists()
+    assert main(["manifest", "build", "--out", str(out), "--dev"]) == 0
+    assert "development package, not for staff" in capsys.readouterr().err
+    assert out.exists()

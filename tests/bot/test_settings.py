@@ -68,7 +68,7 @@ def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
 
 def test_readme_configuration_reference_is_current() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert reference_table() in readme, "regenerate the README table with `wardline config`"
+    assert reference_table() in readme, "regenerate the README table with `wardline config --reference`"
 
 
 def test_env_example_lists_every_setting() -> None:

@@ -1,46 +1,34 @@
-"""SqlStore on the embedded SQLite and on the PostgreSQL server this machine runs on loopback."""
+"""SqlStore on the embedded SQLite and on PostgreSQL (tests/postgres.py: the configured or a throwaway server)."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from bot.storage import SqlStore
-
-POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def postgres_up() -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", 5432)) == 0
+from tests.postgres import fresh_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
     if request.param == "sqlite":
         sql = SqlStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'nested' / 'w.db'}")
-    else:
-        if not postgres_up():
-            pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)")
-        database = f"wardline_test_{uuid.uuid4().hex[:12]}"  # a fresh database: migrations start from nothing
-        server = await asyncpg.connect(POSTGRES_SERVER)
-        await server.execute(f'CREATE DATABASE "{database}"')
-        sql = SqlStore.from_url(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}")
-    await sql.open()
-    yield sql
-    await sql.close()
-    if request.param == "postgresql":
-        await server.execute(f'DROP DATABASE "{database}"')
-        await server.close()
+        await sql.open()
+        yield sql
+        await sql.close()
+        return
+    # A fresh database on the test server (tests/postgres.py): migrations start from nothing.
+    async with fresh_database(request.getfixturevalue("postgres_server")) as url:
+        sql = SqlStore.from_url(url)
+        await sql.open()
+        yield sql
+        await sql.close()
 
 
 def ns() -> str:

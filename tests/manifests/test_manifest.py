@@ -13,26 +13,55 @@ import pytest
 from PIL import Image
 
 from bot.manifest import (
-    DEFAULT_COMMANDS,
+    DEV_DEVELOPER,
     KO_KR_PATH,
     MANIFEST_VERSION,
     MANIFESTS_DIR,
     TEMPLATE_PATH,
     BotCommand,
+    Developer,
+    bot_commands,
     build_localization,
     build_manifest,
+    descriptions,
     load_json,
+    publishing_problems,
     teams_app_id_for,
     write_package,
 )
+from skills import protocols
+from skills.core.fakes import ManualClock, MemoryStore
+from skills.core.router import Router
+from skills.core.skill import Context
+from skills.protocols.library import ProtocolLibrary
 from tests.manifests.schemas import describe_errors, teams_validator
 
 BOT_APP_ID = "8f0c2f41-6a3e-4c55-9d1b-2b7f1f0d9a10"
 LOCALIZATION_SCHEMA = "MicrosoftTeams.Localization.schema.json"
+HOSPITAL = Developer(
+    name="Seoul General Hospital IT",
+    website_url="https://it.seoulgeneral.kr/wardline",
+    privacy_url="https://it.seoulgeneral.kr/privacy",
+    terms_of_use_url="https://it.seoulgeneral.kr/terms",
+)
+
+
+def router_commands() -> list[BotCommand]:
+    store = MemoryStore()
+    skill = protocols.create_skill(Context(store=store, clock=ManualClock()), ProtocolLibrary(store), protocols.SAMPLES)
+    return bot_commands(Router([skill]).commands())
+
+
+COMMANDS = router_commands()
 
 
 def built(**overrides: Any) -> dict[str, Any]:
-    arguments: dict[str, Any] = {"app_id": BOT_APP_ID, "host_name": "wardline.hospital.example.org"}
+    arguments: dict[str, Any] = {
+        "app_id": BOT_APP_ID,
+        "host_name": "wardline.hospital.example.org",
+        "commands": COMMANDS,
+        "developer": HOSPITAL,
+    }
     arguments.update(overrides)
     return build_manifest(**arguments)
 
@@ -79,11 +108,11 @@ def test_the_bot_is_offered_in_all_three_scopes_without_files() -> None:
     for entry in bot["commandLists"]:
         commands = {c["title"]: c["description"] for c in entry["commands"]}
         assert commands["help"] == "List what Wardline can do"
-        assert commands["ask"] == "Ask a protocol question"
+        assert commands["ask"] == "Ask a protocol question (or just type it)"
 
 
 def test_adding_a_command_is_one_list_entry() -> None:
-    commands = [*DEFAULT_COMMANDS, BotCommand("handover", "Start a shift handover", "인수인계 시작", ("personal",))]
+    commands = [*COMMANDS, BotCommand("handover", "Start a shift handover", "인수인계 시작", ("personal",))]
     manifest = built(commands=commands)
     localization = build_localization(commands)
     assert_valid_manifest(manifest)
@@ -106,12 +135,12 @@ def test_plain_pairs_work_as_commands() -> None:
 @pytest.mark.parametrize("app_id", [None, "", "   "])
 def test_a_missing_app_id_is_a_clear_error(app_id: str | None) -> None:
     with pytest.raises(ValueError, match="app_id is required"):
-        build_manifest(app_id=app_id)
+        built(app_id=app_id)
 
 
 def test_an_app_id_that_is_not_a_guid_is_rejected() -> None:
     with pytest.raises(ValueError, match="GUID"):
-        build_manifest(app_id="wardline-bot")
+        built(app_id="wardline-bot")
 
 
 def test_the_teams_app_id_defaults_to_a_stable_uuid5_of_the_bot_id() -> None:
@@ -129,8 +158,28 @@ def test_host_names_teams_would_reject_are_refused(host: str) -> None:
         built(host_name=host)
 
 
-def test_the_default_host_is_a_placeholder_domain() -> None:
-    assert build_manifest(app_id=BOT_APP_ID)["validDomains"] == ["wardline.example.org"]
+def test_placeholder_hosts_and_urls_keep_a_package_from_staff() -> None:
+    assert publishing_problems("wardline.seoulgeneral.kr", HOSPITAL) == []
+    problems = publishing_problems("wardline.example.org", DEV_DEVELOPER)
+    assert any("WARDLINE_PUBLIC_HOSTNAME" in p for p in problems)
+    assert any("WARDLINE_PRIVACY_URL" in p for p in problems)
+    assert any("WARDLINE_TERMS_URL" in p for p in problems)
+    missing = publishing_problems("wardline.seoulgeneral.kr", Developer("", "", "", ""))
+    assert len(missing) == 4
+
+
+def test_the_description_lists_only_installed_skills() -> None:
+    manifest = built()
+    assert "protocol" in manifest["description"]["full"]
+    for absent in ("handover", "alarm", "I-PASS", "infusion"):
+        assert absent not in manifest["description"]["full"]
+    assert "AI-generated" not in manifest["description"]["full"]  # quoted extracts are not AI-generated
+    bare = built(skills=[])["description"]["full"]
+    assert "protocol" not in bare
+    for language in ("en", "ko"):
+        short, full = descriptions(["protocols"])[language]
+        assert len(short) <= 80
+        assert len(full) <= 4000
 
 
 @pytest.mark.parametrize("version", ["1.0", "v1.0.0", "1.0.0-beta", "01.0.0"])
@@ -153,7 +202,7 @@ def test_an_unknown_placeholder_in_the_template_is_reported() -> None:
     template = load_json(TEMPLATE_PATH)
     template["name"]["full"] = "Wardline ${{WARD_NAME}}"
     with pytest.raises(ValueError, match="WARD_NAME"):
-        build_manifest(app_id=BOT_APP_ID, template=template)
+        built(template=template)
 
 
 def test_the_committed_ko_kr_file_is_valid_against_microsofts_schema() -> None:
@@ -163,23 +212,22 @@ def test_the_committed_ko_kr_file_is_valid_against_microsofts_schema() -> None:
     assert re.search("[가-힣]", localization["description.full"])
 
 
-def test_the_committed_ko_kr_file_follows_the_command_list() -> None:
-    # Regenerate with `build_localization()` after changing DEFAULT_COMMANDS.
-    assert load_json(KO_KR_PATH) == build_localization()
-
-
-def test_every_localised_command_key_points_at_a_manifest_command() -> None:
+def test_the_localization_follows_the_router_commands() -> None:
+    localization = build_localization(COMMANDS)
+    assert_valid_localization(localization)
+    assert localization["description.full"] == descriptions(["protocols"])["ko"][1]
     lists = built()["bots"][0]["commandLists"]
     key = re.compile(r"^bots\[0\]\.commandLists\[(\d+)\]\.commands\[(\d+)\]\.(title|description)$")
-    keys = [k for k in load_json(KO_KR_PATH) if k.startswith("bots[")]
-    assert keys
+    keys = [k for k in localization if k.startswith("bots[")]
+    assert len(keys) == 2 * sum(len(entry["commands"]) for entry in lists)
     for name in keys:
         match = key.match(name)
         assert match, name
         list_index, command_index, field = int(match[1]), int(match[2]), match[3]
         command = lists[list_index]["commands"][command_index]
         if field == "title":
-            assert load_json(KO_KR_PATH)[name] == command["title"]
+            assert localization[name] == command["title"]
+    assert localization["bots[0].commandLists[0].commands[1].description"].startswith("프로토콜 질문하기")
 
 
 def test_the_manifest_declares_the_ko_kr_file() -> None:
@@ -211,18 +259,19 @@ def test_the_outline_icon_is_32_square_white_on_transparent() -> None:
 
 def test_the_package_holds_exactly_what_teams_needs_at_its_root(tmp_path: Path) -> None:
     manifest = built()
-    package = write_package(manifest, tmp_path / "out" / "wardline.zip")
+    package = write_package(manifest, tmp_path / "out" / "wardline.zip", localization=build_localization(COMMANDS))
     with zipfile.ZipFile(package) as archive:
         assert sorted(archive.namelist()) == ["color.png", "ko-kr.json", "manifest.json", "outline.png"]
         assert json.loads(archive.read("manifest.json")) == manifest
-        assert json.loads(archive.read("ko-kr.json")) == build_localization()
+        assert json.loads(archive.read("ko-kr.json")) == build_localization(COMMANDS)
         assert archive.read("color.png") == (MANIFESTS_DIR / "color.png").read_bytes()
         assert archive.read("outline.png") == (MANIFESTS_DIR / "outline.png").read_bytes()
 
 
 def test_the_package_is_reproducible(tmp_path: Path) -> None:
-    first = write_package(built(), tmp_path / "a.zip").read_bytes()
-    second = write_package(built(), tmp_path / "b.zip").read_bytes()
+    ko = build_localization(COMMANDS)
+    first = write_package(built(), tmp_path / "a.zip", localization=ko).read_bytes()
+    second = write_package(built(), tmp_path / "b.zip", localization=ko).read_bytes()
     assert first == second
 
 
