@@ -7,18 +7,15 @@ import contextlib
 import logging
 import sqlite3
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.logs import JsonFormatter, TextFormatter
 from bot.storage import SqlStore
 from tests.bot.conftest import BotFactory
-from tests.bot.test_storage import POSTGRES_SERVER, postgres_up
 from tests.fakes.teams import FakeConnector, teams_message
 
 MARKER = "ZEBRAMARKER4471"
@@ -55,23 +52,15 @@ async def test_a_failed_write_logs_neither_parameters_nor_the_question(
 
 
 @pytest.fixture
-async def postgres_database() -> AsyncIterator[str]:
-    if not postgres_up():
-        pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)")
-    name = f"wardline_test_{uuid.uuid4().hex[:12]}"
-    server = await asyncpg.connect(POSTGRES_SERVER)
-    await server.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        await server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await server.close()
+def postgres_database(postgres_url: str) -> str:
+    """A fresh database on the test server (tests/postgres.py), as its SQLAlchemy URL."""
+    return postgres_url
 
 
 async def test_driver_messages_that_quote_values_are_withheld(
     postgres_database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = SqlStore.from_url(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{postgres_database}")
+    store = SqlStore.from_url(postgres_database)
     await store.open()
     try:
         async with store.engine.begin() as connection:
@@ -135,7 +124,7 @@ async def test_a_database_that_never_answers_fails_fast() -> None:
 class FreezableProxy:
     """Forwards loopback TCP to PostgreSQL until `freeze()`: from then on nothing passes either way."""
 
-    def __init__(self, target_port: int = 5432) -> None:
+    def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = 0
         self.frozen = asyncio.Event()
@@ -177,8 +166,9 @@ class FreezableProxy:
 async def test_turns_and_readiness_answer_quickly_when_postgresql_stops_answering(
     start_bot: BotFactory, connector: FakeConnector, postgres_database: str
 ) -> None:
-    async with FreezableProxy() as proxy:
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:{proxy.port}/{postgres_database}"
+    target = make_url(postgres_database)
+    async with FreezableProxy(target_port=int(target.port or 5432)) as proxy:
+        url = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         bot = await start_bot(database_url=url, database_timeout_s=1.0)
         async with bot.session.get(f"{bot.url}/readyz") as response:
             assert response.status == 200

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,19 +14,13 @@ from bot.scheduler import RUNS, JobScheduler
 from skills.core.fakes import ManualClock, MemoryStore
 from skills.core.skill import Job, Skill
 from tests.bot.conftest import BotFactory
-from tests.bot.test_storage import POSTGRES_SERVER, postgres_up
+from tests.postgres import PostgresServer
 
 
 @pytest.fixture
-async def database() -> AsyncIterator[str]:
-    if not postgres_up():
-        pytest.fail("PostgreSQL is not running on 127.0.0.1:5432")
-    name = f"wardline_test_{uuid.uuid4().hex[:12]}"
-    server = await asyncpg.connect(POSTGRES_SERVER)
-    await server.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    await server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await server.close()
+def database(postgres_url: str) -> str:
+    """A fresh database on the test server (tests/postgres.py)."""
+    return postgres_url
 
 
 async def test_one_postgres_leader_and_takeover_when_it_closes(database: str) -> None:
@@ -52,11 +44,13 @@ async def test_one_postgres_leader_and_takeover_when_it_closes(database: str) ->
     await second.close()
 
 
-async def test_a_leader_whose_connection_dies_steps_down_and_a_follower_takes_over(database: str) -> None:
+async def test_a_leader_whose_connection_dies_steps_down_and_a_follower_takes_over(
+    database: str, postgres_server: PostgresServer
+) -> None:
     first, second = PostgresLeadership(database), PostgresLeadership(database)
     assert await first.check() is True
     assert await second.check() is False
-    admin = await asyncpg.connect(POSTGRES_SERVER)
+    admin = await asyncpg.connect(postgres_server.dsn)
     try:  # the server ends the leader's session, as when its host vanishes and keepalives give up
         await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = 22340"

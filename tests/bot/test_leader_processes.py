@@ -9,21 +9,18 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 
 from bot.clock import SystemClock
 from bot.storage import SqlStore
 from bot.timers import SqlTimers
-from tests.bot.test_storage import POSTGRES_SERVER, postgres_up
 from tests.fakes.timer_bot import FIRINGS, TICKS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,15 +51,9 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def database() -> AsyncIterator[str]:
-    if not postgres_up():
-        pytest.fail("PostgreSQL is not running on 127.0.0.1:5432")
-    name = f"wardline_test_{uuid.uuid4().hex[:12]}"
-    server = await asyncpg.connect(POSTGRES_SERVER)
-    await server.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    await server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await server.close()
+def database(postgres_url: str) -> str:
+    """A fresh database on the test server (tests/postgres.py)."""
+    return postgres_url
 
 
 @pytest.fixture

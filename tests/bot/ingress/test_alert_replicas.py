@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from bot.storage import SqlStore
 from skills.alerts.desk import ALERTS
-from tests.bot.test_storage import POSTGRES_SERVER, postgres_up
+from tests.postgres import fresh_database
 from tests.skills.alerts.rig import KEY, Rig, alarm
 
 
@@ -42,16 +40,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'replicas.db'}"
         return
-    if not postgres_up():
-        pytest.fail("PostgreSQL is not running on 127.0.0.1:5432")
-    database = f"wardline_alerts_{uuid.uuid4().hex[:12]}"
-    server = await asyncpg.connect(POSTGRES_SERVER)
-    await server.execute(f'CREATE DATABASE "{database}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
-    finally:
-        await server.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
-        await server.close()
+    async with fresh_database(request.getfixturevalue("postgres_server")) as url:  # tests/postgres.py
+        yield url
 
 
 async def test_two_accepts_on_two_replicas_have_one_winner(database_url: str) -> None:
