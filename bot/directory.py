@@ -329,7 +329,7 @@ class LiveDirectory:
     def open(cls, path: Path | None, *, groups: GroupLookup | None = None) -> LiveDirectory:
         """Load the file at start-up; DirectoryError (one line) when it is bad."""
         if path is None:
-            log.warning("no WARDLINE_DIRECTORY: no units, and nobody has a role")
+            log.info("no WARDLINE_DIRECTORY: no units, and nobody has a role")
             return cls(None, EMPTY, groups=groups)
         directory = load_directory(path)
         _check_groups(directory, groups, path)

@@ -111,7 +111,7 @@ class Broadcasts:
         if MANAGER not in message.user.roles:  # the router refuses first; this keeps a direct call just as safe
             await turn.send(Reply(text=t(lang, "managers_only")))
             return
-        if self.context.directory is None or self.context.notifier is None:
+        if self.context.directory is None or not self.context.directory.units() or self.context.notifier is None:
             await turn.send(Reply(text=t(lang, "not_configured")))
             return
         words = message.argument.split()

@@ -86,7 +86,7 @@ class Handovers:
     async def health(self) -> dict[str, Any]:
         """For /readyz: how many units run handovers, and which ones cannot (their shifts or zone are unusable)."""
         directory = self.context.directory
-        if directory is None:
+        if directory is None or not directory.units():
             return {"ready": True, "handover": "no directory"}
         broken = [u.id for u in directory.units() if self.calendar(u) is None]
         return {"ready": True, "units": len(directory.units()) - len(broken), "misconfigured_units": broken}
@@ -135,7 +135,7 @@ class Handovers:
         """`handover 12`, `handover 7W-12`, `handover post [UNIT]`, `handover status [UNIT]`."""
         lang = language(message)
         words = message.argument.split()
-        if self.context.directory is None:
+        if self.context.directory is None or not self.context.directory.units():  # no directory file, or no units
             await turn.send(Reply(text=t(lang, "not_configured")))
             return
         if not words:

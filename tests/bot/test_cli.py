@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import subprocess
@@ -159,11 +160,8 @@ def test_manifest_build_uses_the_settings_and_the_router(
 ) -> None:
     import zipfile
 
-    from skills import protocols
-    from skills.core.fakes import ManualClock, MemoryStore
-    from skills.core.router import Router
-    from skills.core.skill import Context
-    from skills.protocols.library import ProtocolLibrary
+    from bot.services import build_services
+    from bot.settings import Settings
 
     assert main(["manifest", "build"]) == 2
     assert "MicrosoftAppId" in capsys.readouterr().err
@@ -176,10 +174,14 @@ def test_manifest_build_uses_the_settings_and_the_router(
     assert manifest["bots"][0]["botId"] == "11111111-2222-3333-4444-555555555555"
     assert manifest["developer"]["privacyUrl"] == "https://it.seoulgeneral.kr/privacy"
     assert manifest["validDomains"] == ["wardline.seoulgeneral.kr"]
-    store = MemoryStore()
-    skill = protocols.create_skill(Context(store=store, clock=ManualClock()), ProtocolLibrary(store), SAMPLES)
+    services = asyncio.run(build_services(Settings.load().replace(embeddings="none")))  # the router `serve` builds
+    try:
+        expected = [c.name for c in services.router.commands()]
+    finally:
+        asyncio.run(services.close())
     titles = [c["title"] for c in manifest["bots"][0]["commandLists"][0]["commands"]]
-    assert titles == [c.name for c in Router([skill]).commands()]
+    assert titles == expected
+    assert titles[:2] == ["help", "ask"]
     monkeypatch.setenv("WARDLINE_PUBLIC_HOSTNAME", "localhost")
     assert main(["manifest", "build", "--out", str(out)]) == 2
     assert "public DNS name" in capsys.readouterr().err

@@ -73,6 +73,7 @@ def launch(database: str, tmp_path: Path) -> Iterator[Any]:
             "WARDLINE_PROTOCOLS_DIR": str(empty),
             "WARDLINE_LOG_LEVEL": "WARNING",
             "PORT": str(port),
+            "WARDLINE_MLLP_PORT": "0",  # replicas side by side: each its own MLLP port
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.fakes.timer_bot"],
