@@ -38,6 +38,7 @@ def create_app(settings: Settings, *, credentials: Any = None) -> web.Applicatio
     `credentials` replaces the outbound Bot Framework credentials factory (tests, or a custom token source).
     """
     silence_payload_loggers()  # whoever configured logging, payload-logging libraries stay quiet
+    settings.tenant_allowlist  # noqa: B018 - a bot with an app id and no allowed tenant stops here, before binding
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[CREDENTIALS] = _Box(credentials)
@@ -77,6 +78,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         starting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await starting
+        if ENDPOINT in app:
+            await app[ENDPOINT].close()
         await services.close()
 
 

@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the bot (POST /api/messages, GET /healthz, /readyz)")
     serve.add_argument("--host", help="address to bind (default WARDLINE_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default PORT or 3978)")
+    serve.add_argument(
+        "--insecure-anonymous",
+        action="store_true",
+        help="without MicrosoftAppId: bind a non-loopback address and answer any serviceUrl (never in production)",
+    )
     serve.set_defaults(func=_serve)
 
     ask = commands.add_parser("ask", help="answer one protocol question from the command line")
@@ -80,8 +85,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from bot.app import create_app
     from bot.logs import configure_logging
+    from bot.teams.connector import is_loopback_host
 
-    settings = settings.replace(host=args.host or settings.host, port=args.port or settings.port)
+    settings = settings.replace(
+        host=args.host or settings.host, port=args.port or settings.port, insecure_anonymous=args.insecure_anonymous
+    )
+    if not settings.app_id and not settings.insecure_anonymous and not is_loopback_host(settings.host):
+        print(
+            f"wardline serve: refusing to bind {settings.host} without MicrosoftAppId (anyone could post as Teams); "
+            "set MicrosoftAppId, bind 127.0.0.1, or pass --insecure-anonymous",
+            file=sys.stderr,
+        )
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     print(f"Wardline listening on http://{settings.host}:{settings.port}/api/messages", file=sys.stderr)
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
