@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import jwt
+from yarl import URL
 
 from bot.retry import retry_after_seconds
 
@@ -226,7 +227,10 @@ class BotConnectorClient:
             raise ServiceUrlRefused("anonymous mode posts only to a loopback serviceUrl")
         if not service_url.startswith(("https://", "http://")):
             raise ServiceUrlRefused("serviceUrl is not an http(s) URL")
-        url = service_url.rstrip("/") + "/" + path
+        try:  # ids are escaped whole, like msrest does; `encoded=True` stops yarl from un-escaping ':' '@' ';'
+            url = URL(str(URL(service_url.rstrip("/"))) + "/" + path, encoded=True)
+        except ValueError as exc:
+            raise ServiceUrlRefused("serviceUrl is not a valid URL") from exc
         deadline = time.monotonic() + self.timeout_s
         for attempt in (1, 2):  # a second attempt only after the connector refused a cached token
             headers = {"Content-Type": "application/json; charset=utf-8"}
