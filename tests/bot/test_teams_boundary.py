@@ -188,6 +188,8 @@ async def test_malformed_requests_are_400_and_change_nothing(bot: RunningBot, fa
         json.dumps(teams_message(QUESTION, faulty.url)).encode(), "text/plain; x=application/json"
     )
     assert substring[0] == 415, "the media type is parsed, not searched for"
+    stray_token = await bot.post(teams_message(QUESTION, faulty.url), headers={"Authorization": "Bearer x.y.z"})
+    assert stray_token[0] == 401, "anonymous mode with an Authorization header is 401, not 500"
     assert faulty.sent == []
     assert await store.scan(CONVERSATIONS) == before
 
