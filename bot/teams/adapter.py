@@ -244,7 +244,9 @@ def read_activity(raw: bytes, charset: str | None) -> Activity:
     if not activity.recipient or not isinstance(activity.recipient.id, str) or not activity.recipient.id:
         raise BadActivity("Activity needs recipient.id")
     for entity in _entities(body):
-        if entity.get("type") == "mention":
+        if not isinstance(entity.get("type"), str):
+            raise BadActivity("every entity needs a type")  # botbuilder's mention lookup calls type.lower()
+        if entity["type"].lower() == "mention":
             mentioned = entity.get("mentioned")
             if not isinstance(mentioned, dict) or not isinstance(mentioned.get("id"), str):
                 raise BadActivity("a mention entity needs mentioned.id")

@@ -175,7 +175,10 @@ async def test_malformed_requests_are_400_and_change_nothing(bot: RunningBot, fa
     bare_mention = teams_message(QUESTION, faulty.url, kind="channel")
     for entity in bare_mention["entities"]:
         entity.pop("mentioned", None)
+    untyped_entity = teams_message(QUESTION, faulty.url)
+    untyped_entity["entities"][0]["type"] = None
     cases = {
+        "entity without a type": await bot.post_raw(json.dumps(untyped_entity).encode(), "application/json"),
         "nested 5000 deep": await bot.post_raw(_deep(5000), "application/json"),
         "unknown charset": await bot.post_raw(b'{"type": "message"}', "application/json; charset=klingon"),
         "not the declared charset": await bot.post_raw("{}".encode("utf-16"), "application/json; charset=utf-8"),
