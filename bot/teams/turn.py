@@ -48,9 +48,29 @@ def conversation_kind(activity: Activity) -> ConversationKind:
     return _KINDS.get(raw, ConversationKind.PERSONAL)
 
 
+def _without_bot_mentions(activity: Activity) -> str:
+    """The text without `<at>Bot</at>` mentions of this bot; botbuilder's own version crashes on odd entities."""
+    text = activity.text if isinstance(activity.text, str) else ""
+    bot_id = activity.recipient.id if activity.recipient else None
+    for entity in activity.entities or []:
+        properties = getattr(entity, "additional_properties", None) or {}
+        mentioned = properties.get("mentioned")
+        if str(getattr(entity, "type", "") or "").lower() != "mention" or not isinstance(mentioned, dict):
+            continue
+        if mentioned.get("id") != bot_id:
+            continue
+        markup = properties.get("text")
+        if not isinstance(markup, str) or not markup:
+            name = mentioned.get("name")
+            markup = f"<at>{name}</at>" if isinstance(name, str) and name else ""
+        if markup:
+            text = text.replace(markup, " ")
+    return text
+
+
 def to_message(activity: Activity) -> Message:
     """The skills' view of an inbound message activity."""
-    text = TurnContext.remove_recipient_mention(activity) if activity.entities else (activity.text or "")
+    text = _without_bot_mentions(activity)
     sender = activity.from_property
     conversation = activity.conversation
     value = activity.value if isinstance(activity.value, dict) else None

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from skills.core.ports import Priority
 from tests.bot.conftest import BotFactory, RunningBot, serve
 from tests.fakes.connector_faults import FaultyConnector
 from tests.fakes.teams import (
+    BOT_ID,
     GROUP_CONVERSATION,
     PERSONAL_CONVERSATION,
     install_update,
@@ -246,3 +248,26 @@ def test_serve_refuses_a_public_bind_without_an_app_id(
     assert main(["serve", "--host", host]) == 2
     error = capsys.readouterr().err
     assert "--insecure-anonymous" in error and len(error.strip().splitlines()) == 1
+
+
+def test_bot_mentions_are_removed_literally() -> None:
+    from botbuilder.schema import Activity
+
+    from bot.teams.turn import to_message
+
+    def message(text: Any, mention: dict[str, Any]) -> Activity:
+        body = teams_message("x", "http://127.0.0.1/", kind="channel")
+        body["text"] = text
+        body["entities"][1] = {"type": "mention", **mention}
+        return Activity().deserialize(body)
+
+    bot = {"id": BOT_ID, "name": "W(ard"}
+    assert to_message(message("<at>W(ard</at> what MAP?", {"text": "<at>W(ard</at>", "mentioned": bot})).text == (
+        "what MAP?"
+    )
+    assert to_message(message("<at>W(ard</at> hi W(ard", {"mentioned": bot})).text == "hi W(ard"
+    assert to_message(message(None, {"text": 5, "mentioned": bot})).text == ""
+    other = {"id": "29:someone", "name": "Kim"}
+    assert (
+        to_message(message("<at>Kim</at> ok", {"text": "<at>Kim</at>", "mentioned": other})).text == "<at>Kim</at> ok"
+    )
