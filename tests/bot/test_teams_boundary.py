@@ -18,6 +18,7 @@ from bot.teams.turn import UNDELIVERED
 from skills.core.fakes import RecordingNotifier
 from skills.core.ports import Priority
 from tests.bot.conftest import BotFactory, RunningBot, serve
+from tests.fakes.azure_openai import FakeAzureOpenAI
 from tests.fakes.connector_faults import FaultyConnector
 from tests.fakes.teams import (
     BOT_ID,
@@ -271,3 +272,26 @@ def test_bot_mentions_are_removed_literally() -> None:
     assert (
         to_message(message("<at>Kim</at> ok", {"text": "<at>Kim</at>", "mentioned": other})).text == "<at>Kim</at> ok"
     )
+
+
+async def test_a_throttled_stream_still_delivers_the_final_answer(
+    start_bot: BotFactory, faulty: FaultyConnector, fake_azure_openai: FakeAzureOpenAI
+) -> None:
+    from tests.bot.test_generation import cite_map_target, start
+
+    fake_azure_openai.answer = cite_map_target
+    fake_azure_openai.chunk_delay = 0.03
+    bot = await start(start_bot, fake_azure_openai)
+    faulty.faults = [
+        (200, None),
+        (429, "30"),
+    ]  # the informative update goes through; the first text update is throttled
+    started = time.monotonic()
+    status, _ = await bot.post(teams_message(QUESTION, faulty.url))
+    assert status == 201
+    assert time.monotonic() - started < 8.0, "a throttled stream update never holds the turn for its Retry-After"
+    streaming = [t for t in faulty.typing() if (t.entity("streaminfo") or {}).get("streamType") == "streaming"]
+    assert len(streaming) == 1, "after a refused update the stream stops updating"
+    final = faulty.messages()[-1]
+    assert "65 mmHg [1]" in final.text
+    assert (final.entity("streaminfo") or {}).get("streamType") == "final"

@@ -12,7 +12,7 @@ from tests.fakes.teams import FakeConnector, Sent
 
 @dataclass
 class FaultyConnector(FakeConnector):
-    """`faults` answers the next requests with (status, Retry-After); requests whose path holds a `hang` id hang."""
+    """`faults` answers the next requests with (status, Retry-After), 200 passing through; `hang` ids never answer."""
 
     faults: list[tuple[int, str | None]] = field(default_factory=list)
     hang: set[str] = field(default_factory=set)
@@ -28,8 +28,8 @@ class FaultyConnector(FakeConnector):
             self.hung.append(request.path)
             await self._release.wait()
             return web.json_response({"id": "too-late"})
-        if self.faults:
-            status, retry_after = self.faults.pop(0)
+        status, retry_after = self.faults.pop(0) if self.faults else (200, None)
+        if status != 200:
             body = await request.json() if request.can_read_body else {}
             self.sent.append(Sent(request.method, request.path, body))
             headers = {"Retry-After": retry_after} if retry_after is not None else {}
