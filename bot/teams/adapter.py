@@ -311,7 +311,9 @@ class TeamsEndpoint:
         except PermissionError as exc:
             log.warning("request rejected", extra={"reason": str(exc)})
             return _problem(HTTPStatus.UNAUTHORIZED, "unauthorized")
-        authenticated = bool(self.settings.app_id)  # with an app id, reaching here means the token was valid
+        # With an app id, reaching here means the token was valid; anonymous mode yields an anonymous identity.
+        identity = auth.claims_identity
+        authenticated = bool(self.settings.app_id) and bool(identity is not None and identity.is_authenticated)
         refusal = await self._refusal(activity, authenticated)
         if refusal is not None:
             return refusal
