@@ -56,6 +56,7 @@ def create_app(
     `ports` hands skills a notifier, durable timers, a directory or a clock (test doubles instead of the host's).
     """
     silence_payload_loggers()  # whoever configured logging, payload-logging libraries stay quiet
+    settings.tenant_allowlist  # noqa: B018 - a bot with an app id and no allowed tenant stops here, before binding
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[CREDENTIALS] = _Box(credentials)
@@ -130,6 +131,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             if skill.shutdown is not None:
                 await skill.shutdown()
         await _stop_leadership(leadership, background)
+        if ENDPOINT in app:
+            await app[ENDPOINT].close()
         await services.close()
 
 

@@ -102,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the bot (POST /api/messages, GET /healthz, /readyz)")
     serve.add_argument("--host", help="address to bind (default WARDLINE_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default PORT or 3978)")
+    serve.add_argument(
+        "--insecure-anonymous",
+        action="store_true",
+        help="without MicrosoftAppId: bind a non-loopback address and answer any serviceUrl (never in production)",
+    )
     serve.set_defaults(func=_serve)
 
     ask = commands.add_parser("ask", help="answer one protocol question from the command line")
@@ -152,7 +157,16 @@ def _check_question(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    settings = settings.replace(host=args.host or settings.host, port=args.port or settings.port)
+    from bot.teams.connector import is_loopback_host
+
+    settings = settings.replace(
+        host=args.host or settings.host, port=args.port or settings.port, insecure_anonymous=args.insecure_anonymous
+    )
+    if not settings.app_id and not settings.insecure_anonymous and not is_loopback_host(settings.host):
+        raise UsageError(
+            f"wardline serve: refusing to bind {settings.host} without MicrosoftAppId (anyone could post as Teams); "
+            "set MicrosoftAppId, bind 127.0.0.1, or pass --insecure-anonymous"
+        )
     listener = listen(settings.host, settings.port)  # bind first: a taken port fails at once, before indexing
 
     from aiohttp import web

@@ -14,6 +14,7 @@ import openai
 from openai import AsyncAzureOpenAI
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from bot.retry import retry_after_seconds
 from bot.settings import Settings, SettingsError
 from skills.core.ports import ChatMessage, LLMError
 
@@ -52,27 +53,6 @@ class EntraTokenProvider:
         return token
 
 
-def retry_after_seconds(exc: BaseException) -> float | None:
-    """Seconds the service asked us to wait (Retry-After or retry-after-ms), if it said."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    milliseconds = headers.get("retry-after-ms")
-    if milliseconds:
-        try:
-            return float(milliseconds) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value:
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
         return True
@@ -96,7 +76,7 @@ def _wait(budget: Budget, base: float = 0.5, cap: float = 4.0) -> Callable[[Retr
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        asked = retry_after_seconds(exc) if exc is not None else None
+        asked = retry_after_seconds(getattr(getattr(exc, "response", None), "headers", None))
         delay = asked if asked is not None else random.uniform(0, min(cap, base * 2 ** (state.attempt_number - 1)))  # noqa: S311
         if delay >= budget.left() - 0.2:
             raise LLMError(f"retry would overrun the time budget (asked to wait {delay:.1f}s)")

@@ -105,6 +105,25 @@ OPTIONS: tuple[Option, ...] = (
         "",
         "Override the Bot Framework OpenID metadata URL (sovereign clouds, tests). Empty: public cloud.",
     ),
+    # Teams boundary (issue 6): connector timeouts, the reply window, and which tenants the bot answers.
+    Option(
+        "WARDLINE_CONNECTOR_TIMEOUT_S",
+        "connector_timeout_s",
+        "10",
+        "Timeout of one Bot Connector request (replies, updates, proactive posts), seconds.",
+    ),
+    Option(
+        "WARDLINE_REPLY_WINDOW_S",
+        "reply_window_s",
+        "12",
+        "Seconds after a message arrives in which its reply is sent within the turn; later ones go to the outbox.",
+    ),
+    Option(
+        "WARDLINE_ALLOWED_TENANTS",
+        "allowed_tenants",
+        "",
+        "Entra tenant ids the bot answers (comma list). Empty: MicrosoftAppTenantId. `*`: any (MultiTenant only).",
+    ),
     Option("WARDLINE_PUBLIC_HOSTNAME", "public_hostname", "", "Host name Teams reaches the bot at (manifest)."),
     Option("WARDLINE_TEAMS_APP_ID", "teams_app_id", "", "Teams app id (manifest). Empty: derived from the bot id."),
     # Staff directory and Entra groups (bot/directory.py, bot/graph.py)
@@ -266,6 +285,10 @@ class Settings:
     website_url: str = ""
     privacy_url: str = ""
     terms_url: str = ""
+    connector_timeout_s: float = 10.0
+    reply_window_s: float = 12.0
+    allowed_tenants: tuple[str, ...] = ()
+    insecure_anonymous: bool = False  # only from `wardline serve --insecure-anonymous`, never from the environment
 
     @property
     def database(self) -> str:
@@ -278,6 +301,23 @@ class Settings:
     @property
     def azure_embeddings_configured(self) -> bool:
         return bool(self.openai_endpoint and self.openai_embedding_deployment)
+
+    @property
+    def tenant_allowlist(self) -> frozenset[str] | None:
+        """Tenants whose activities are answered; None: no check (anonymous mode with no list, or an explicit `*`)."""
+        if "*" in self.allowed_tenants:
+            if self.app_type != "MultiTenant":
+                raise SettingsError("WARDLINE_ALLOWED_TENANTS=* is allowed only with MicrosoftAppType=MultiTenant")
+            return None
+        tenants = frozenset(t.lower() for t in self.allowed_tenants if t)
+        if not tenants and self.app_tenant_id:
+            tenants = frozenset({self.app_tenant_id.lower()})
+        if not tenants and self.app_id:
+            raise SettingsError(
+                "set WARDLINE_ALLOWED_TENANTS to your hospital's Entra tenant id (or MicrosoftAppTenantId); "
+                "use * only if a MultiTenant bot must answer every tenant"
+            )
+        return tenants or None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -342,6 +382,8 @@ class Settings:
             raise SettingsError("WARDLINE_PROTOCOLS_BASE_URL must be an https:// URL (Teams opens citation links)")
         if base_url and not base_url.endswith("/"):
             base_url += "/"
+        if "*" in raw["allowed_tenants"].split(",") and app_type != "MultiTenant":
+            raise SettingsError("WARDLINE_ALLOWED_TENANTS=* is allowed only with MicrosoftAppType=MultiTenant")
         if embeddings == "azure" and not (endpoint and raw["openai_embedding_deployment"]):
             raise SettingsError("WARDLINE_EMBEDDINGS=azure needs AZURE_OPENAI_ENDPOINT and an embedding deployment")
         return cls(
@@ -400,6 +442,9 @@ class Settings:
             website_url=https_url("website_url"),
             privacy_url=https_url("privacy_url"),
             terms_url=https_url("terms_url"),
+            connector_timeout_s=number("connector_timeout_s", float, 1, 60),
+            reply_window_s=number("reply_window_s", float, 1, 60),
+            allowed_tenants=tuple(t.strip() for t in raw["allowed_tenants"].split(",") if t.strip()),
         )
 
 

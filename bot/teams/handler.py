@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
@@ -13,9 +14,18 @@ from botbuilder.schema import Activity, ActivityTypes
 
 from bot.logs import bind, unbind
 from bot.teams.render import ADAPTIVE_CARD
-from bot.teams.turn import LATEST_REPLY, REPLIES, TeamsTurn, conversation_kind, tenant_of, to_message
+from bot.teams.turn import (
+    LATEST_REPLY,
+    REPLIES,
+    Inbound,
+    ReplyWindow,
+    TeamsTurn,
+    conversation_kind,
+    tenant_of,
+    to_message,
+)
 from skills.core.i18n import is_korean
-from skills.core.ports import Store
+from skills.core.ports import Notifier, Store
 from skills.core.router import Router
 from skills.core.types import ConversationKind, Feedback, User
 
@@ -35,42 +45,60 @@ WELCOME = (
 class WardlineBot(Bot):  # type: ignore[misc]
     """Dispatches messages, card actions, feedback votes and installs; never lets an activity type crash a turn."""
 
-    def __init__(self, router: Router, store: Store, *, streaming: bool) -> None:
+    def __init__(
+        self,
+        router: Router,
+        store: Store,
+        *,
+        streaming: bool,
+        notifier: Notifier | None = None,
+        reply_window_s: float = 12.0,
+    ) -> None:
         self.router = router
         self.store = store
         self.streaming = streaming
+        self.notifier = notifier  # the durable outbox, for replies the connector cannot take within the turn
+        self.reply_window_s = reply_window_s
 
-    async def on_turn(self, context: TurnContext) -> None:
+    async def on_turn(self, context: TurnContext, inbound: Inbound | None = None) -> None:
+        """Run one turn; `inbound` says whether the route trusted the caller (untrusted turns change no reference)."""
         activity = context.activity
+        inbound = inbound or Inbound(trusted=False, received=time.monotonic())
         token = bind(
             activity_id=activity.id,
             conversation_id=activity.conversation.id if activity.conversation else None,
         )
         try:
-            await self._dispatch(context)
+            await self._dispatch(context, inbound)
         finally:
             unbind(token)
 
-    async def _dispatch(self, context: TurnContext) -> None:
+    async def _dispatch(self, context: TurnContext, inbound: Inbound) -> None:
         activity = context.activity
         if activity.type == ActivityTypes.message:
-            await self._remember_conversation(activity)
-            await self._on_message(context)
+            if inbound.trusted:  # only a verified (or loopback, when anonymous) caller may redirect proactive posts
+                await self._remember_conversation(activity)
+            await self._on_message(context, inbound)
         elif activity.type == ActivityTypes.invoke:
-            await self._on_invoke(context)
+            await self._on_invoke(context, inbound)
         elif activity.type in (ActivityTypes.conversation_update, ActivityTypes.installation_update):
-            await self._remember_conversation(activity)
+            if inbound.trusted:
+                await self._remember_conversation(activity)
             await self._on_install(context)
 
-    async def _on_message(self, context: TurnContext) -> None:
+    def _turn(self, context: TurnContext, inbound: Inbound, *, streaming: bool) -> TeamsTurn:
+        window = ReplyWindow(self.reply_window_s, start=inbound.received)
+        return TeamsTurn(context, self.store, streaming=streaming, notifier=self.notifier, window=window)
+
+    async def _on_message(self, context: TurnContext, inbound: Inbound) -> None:
         message = to_message(context.activity)
         if not message.text and message.value is None:
             return  # e.g. a message with only an image: nothing to answer
-        turn = TeamsTurn(context, self.store, streaming=self.streaming)
+        turn = self._turn(context, inbound, streaming=self.streaming)
         skill = await self.router.dispatch(message, turn)
         log.info("message handled", extra={"skill": skill, "conversation_kind": message.conversation.kind.value})
 
-    async def _on_invoke(self, context: TurnContext) -> None:
+    async def _on_invoke(self, context: TurnContext, inbound: Inbound) -> None:
         activity = context.activity
         if activity.name == FEEDBACK_INVOKE:
             await self._on_feedback(context)
@@ -81,7 +109,7 @@ class WardlineBot(Bot):  # type: ignore[misc]
             if "verb" not in data and action.get("verb"):
                 data["verb"] = action["verb"]
             message = replace(to_message(activity), text="", value=data)
-            turn = TeamsTurn(context, self.store, streaming=False)
+            turn = self._turn(context, inbound, streaming=False)
             await self.router.dispatch(message, turn)
             body: dict[str, Any]
             if turn.refreshed_card is not None:
