@@ -69,6 +69,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         log.info("ready", extra={"chunks": len(services.library.retriever.chunks)})
 
     starting = asyncio.create_task(start_skills())
+    if services.delivery is not None:
+        services.delivery.start()  # the outbox worker: proactive posts, on every replica
     scheduler.start()
     try:
         yield
@@ -93,13 +95,20 @@ async def _readyz(request: web.Request) -> web.Response:
     services = app[SERVICES]
     database = await services.store.ping()
     indexed = app[READY].is_set()
-    body = {
+    body: dict[str, Any] = {
         "database": "ok" if database else "unreachable",
         "protocols": "indexed" if indexed else "indexing",
         "chunks": len(services.library.retriever.chunks),
         "retrieval": services.library.retriever.mode,
         "generation": "azure-openai" if services.llm else "extractive",
     }
+    for skill in services.skills:  # each skill's own view (e.g. channels: queued and unrouted posts)
+        if skill.health is not None:
+            try:
+                body[skill.name] = dict(await skill.health())
+            except Exception:
+                log.exception("skill health check failed", extra={"skill": skill.name})
+                body[skill.name] = {"ready": False}
     return web.json_response(
         {"status": "ready" if database and indexed else "starting", **body}, status=200 if database and indexed else 503
     )

@@ -6,11 +6,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.channels import create_channels_skill
 from bot.clock import SystemClock
 from bot.embeddings import LocalEmbedder, local_model_available
 from bot.llm import AzureChat, AzureEmbedder, AzureOpenAIClient
 from bot.settings import Settings, SettingsError
 from bot.storage import SqlStore
+from bot.teams.notifier import Delivery, build_delivery
 from skills import protocols
 from skills.core.ports import LLM, Embedder
 from skills.core.router import Router
@@ -46,8 +48,11 @@ class Services:
     llm: LLM | None = None
     embedder: Embedder | None = None
     azure: AzureOpenAIClient | None = field(default=None)
+    delivery: Delivery | None = None  # the outbox behind Context.notifier; the web app starts its worker
 
     async def close(self) -> None:
+        if self.delivery is not None:
+            await self.delivery.close()
         if self.azure is not None:
             await self.azure.close()
         await self.store.close()
@@ -64,9 +69,11 @@ async def build_services(settings: Settings) -> Services:
     folder = settings.protocols_dir or protocols.SAMPLES
     if not folder.is_dir():
         raise SettingsError(f"WARDLINE_PROTOCOLS_DIR: {folder} is not a folder")
+    delivery = build_delivery(settings, store)  # directory: pass the host's Directory here once it exists
     context = Context(
         store=store,
         clock=SystemClock(),
+        notifier=delivery.notifier,
         llm=llm,
         embedder=embedder,
         options={
@@ -76,7 +83,7 @@ async def build_services(settings: Settings) -> Services:
             "documents_base_url": settings.protocols_base_url,
         },
     )
-    skills = [protocols.create_skill(context, library, folder)]
+    skills = [create_channels_skill(delivery.book, delivery.outbox), protocols.create_skill(context, library, folder)]
     log.info(
         "services ready",
         extra={
@@ -85,4 +92,4 @@ async def build_services(settings: Settings) -> Services:
             "embeddings": embedder.name if embedder else "none",
         },
     )
-    return Services(settings, store, library, Router(skills), skills, folder, llm, embedder, azure)
+    return Services(settings, store, library, Router(skills), skills, folder, llm, embedder, azure, delivery)

@@ -102,6 +102,17 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("WARDLINE_PUBLIC_HOSTNAME", "public_hostname", "", "Host name Teams reaches the bot at (manifest)."),
     Option("WARDLINE_TEAMS_APP_ID", "teams_app_id", "", "Teams app id (manifest). Empty: derived from the bot id."),
+    # --- proactive delivery (outbox)
+    Option(
+        "WARDLINE_FALLBACK_CHANNEL",
+        "fallback_channel",
+        "",
+        "Teams conversation id for posts to a unit with no channel. Empty: the first team channel the bot joined.",
+    ),
+    Option("WARDLINE_OUTBOX_GLOBAL_RATE", "outbox_global_rate", "50", "Bot-wide sends per second (Teams: about 50)."),
+    Option("WARDLINE_OUTBOX_LEASE_S", "outbox_lease_s", "30", "Seconds a dead replica's claimed posts stay locked."),
+    Option("WARDLINE_OUTBOX_POLL_S", "outbox_poll_s", "0.25", "How often the outbox looks for other processes' posts."),
+    Option("WARDLINE_OUTBOX_SEND_TIMEOUT_S", "outbox_send_timeout_s", "10", "Timeout of one Bot Connector request."),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -146,6 +157,11 @@ class Settings:
     openid_metadata_url: str = ""
     public_hostname: str = ""
     teams_app_id: str = ""
+    fallback_channel: str = ""
+    outbox_global_rate: int = 50
+    outbox_lease_s: float = 30.0
+    outbox_poll_s: float = 0.25
+    outbox_send_timeout_s: float = 10.0
 
     @property
     def database(self) -> str:
@@ -259,6 +275,11 @@ class Settings:
             openid_metadata_url=raw["openid_metadata_url"],
             public_hostname=raw["public_hostname"],
             teams_app_id=raw["teams_app_id"],
+            fallback_channel=raw["fallback_channel"],
+            outbox_global_rate=number("outbox_global_rate", int, 1, 1000),
+            outbox_lease_s=number("outbox_lease_s", float, 2, 600),
+            outbox_poll_s=number("outbox_poll_s", float, 0.01, 10),
+            outbox_send_timeout_s=number("outbox_send_timeout_s", float, 0.5, 60),
         )
 
 

@@ -12,8 +12,9 @@ from botbuilder.core import Bot, InvokeResponse, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
 from bot.logs import bind, unbind
+from bot.teams.conversations import CONVERSATIONS, ConversationBook
 from bot.teams.render import ADAPTIVE_CARD
-from bot.teams.turn import LATEST_REPLY, REPLIES, TeamsTurn, conversation_kind, tenant_of, to_message
+from bot.teams.turn import LATEST_REPLY, REPLIES, TeamsTurn, conversation_kind, to_message
 from skills.core.i18n import is_korean
 from skills.core.ports import Store
 from skills.core.router import Router
@@ -21,7 +22,8 @@ from skills.core.types import ConversationKind, Feedback, User
 
 log = logging.getLogger(__name__)
 
-CONVERSATIONS = "teams.conversations"  # conversation id -> reference, for proactive posts
+__all__ = ["CONVERSATIONS", "WardlineBot", "apologise"]  # CONVERSATIONS moved to bot.teams.conversations
+
 FEEDBACK_INVOKE = "message/submitAction"
 CARD_INVOKE = "adaptiveCard/action"
 
@@ -39,6 +41,7 @@ class WardlineBot(Bot):  # type: ignore[misc]
         self.router = router
         self.store = store
         self.streaming = streaming
+        self.conversations = ConversationBook(store)
 
     async def on_turn(self, context: TurnContext) -> None:
         activity = context.activity
@@ -130,21 +133,8 @@ class WardlineBot(Bot):  # type: ignore[misc]
         if bot_added and personal and activity.type == ActivityTypes.conversation_update:
             await context.send_activity(Activity(type=ActivityTypes.message, text=WELCOME, text_format="markdown"))
 
-    async def _remember_conversation(self, activity: Activity) -> None:
-        if not activity.conversation or not activity.conversation.id:
-            return
-        reference = TurnContext.get_conversation_reference(activity).serialize()
-        channel_data = _dict(activity.channel_data)
-        record: dict[str, Any] = {
-            "reference": reference,
-            "tenant_id": tenant_of(activity),
-            "conversation_type": getattr(activity.conversation, "conversation_type", None),
-            "team": _dict(channel_data.get("team")).get("id"),
-            "channel": _dict(channel_data.get("channel")).get("id"),
-        }
-        existing = await self.store.get(CONVERSATIONS, activity.conversation.id)
-        if existing != record:
-            await self.store.put(CONVERSATIONS, activity.conversation.id, record)
+    async def _remember_conversation(self, activity: Activity, *, trusted: bool = True) -> None:
+        await self.conversations.remember(activity, trusted=trusted)
 
 
 def _dict(value: Any) -> dict[str, Any]:
