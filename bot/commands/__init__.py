@@ -6,4 +6,4 @@ Each module exposes `register(commands)`, adding its parsers to the `wardline` s
 
 from __future__ import annotations
 
-MODULES: tuple[str, ...] = ()
+MODULES: tuple[str, ...] = ("bot.commands.channels",)
