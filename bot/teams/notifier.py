@@ -152,9 +152,12 @@ class BotFrameworkTokens:
 class AiohttpConnector:
     """Bot Connector REST calls on aiohttp with a per-request timeout."""
 
-    def __init__(self, tokens: TokenSource = no_token, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, tokens: TokenSource = no_token, *, timeout_s: float = 10.0, user_agent: str = "Wardline"
+    ) -> None:
         self.tokens = tokens
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.user_agent = user_agent  # names the worker, so a proxy log (or a test) can tell replicas apart
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -174,7 +177,7 @@ class AiohttpConnector:
         return f"{url}/{quote(activity_id, safe='')}" if activity_id else url
 
     async def _call(self, method: str, url: str, body: Mapping[str, Any] | None) -> dict[str, Any]:
-        headers = {}
+        headers = {"User-Agent": self.user_agent}
         token = await self.tokens()
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -444,5 +447,6 @@ def build_delivery(settings: Settings, store: SqlStore, *, directory: Directory 
     connector = AiohttpConnector(tokens or no_token, timeout_s=settings.outbox_send_timeout_s)
     courier = TeamsCourier(book, connector, directory=directory, fallback_channel=settings.fallback_channel)
     worker = OutboxWorker(outbox, courier, lease_s=settings.outbox_lease_s, poll_s=settings.outbox_poll_s)
+    connector.user_agent = f"Wardline (outbox {worker.owner[:8]})"
     notifier = TeamsNotifier(outbox, book, directory=directory, worker=worker)
     return Delivery(outbox, book, courier, connector, worker, notifier, tokens)

@@ -37,6 +37,7 @@ class Sent:
     response_id: str = ""
     received_at: float = 0.0  # time.monotonic() when the request arrived
     status: int = 200
+    user_agent: str = ""
 
     @property
     def conversation_id(self) -> str:
@@ -88,6 +89,7 @@ class FakeConnector:
         received = time.monotonic()
         body = await request.json() if request.can_read_body else {}
         sent = Sent(request.method, request.path, body, received_at=received)
+        sent.user_agent = request.headers.get("User-Agent", "")
         self.sent.append(sent)
         if isinstance(body, dict) and "type" in body:
             self.violations.extend(f"{body.get('type')} {request.path}: {p}" for p in problems_with(body))
