@@ -17,6 +17,7 @@ import logging
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -34,8 +35,10 @@ from sqlalchemy import (
     and_,
     delete,
     func,
+    literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -218,6 +221,9 @@ class Outbox:
         self._postgres = engine.dialect.name == "postgresql"
         self._reserving = asyncio.Lock()  # one reservation at a time per process; the row lock orders replicas
         self._known_lanes: set[str] = set()
+        self._history = max(r.limit for r in (*self.conversation_limits, *self.bot_limits))
+        self._recent: dict[str, deque[float]] = {}  # this process's own sends per lane (a subset of the ledger)
+        self._hold: dict[str, float] = {}  # lane -> no send before this time (from the ledger or a 429)
 
     def _insert(self, table: Table) -> Any:
         return pg_insert(table) if self._postgres else sqlite_insert(table)
@@ -319,19 +325,14 @@ class Outbox:
             due = and_(due, outbox.c.priority <= max_priority)
         pick = select(outbox.c.id).where(due).order_by(outbox.c.priority, outbox.c.id).limit(limit)
         if self._postgres:
-            pick = pick.with_for_update(skip_locked=True)
+            pick = pick.with_for_update(skip_locked=True)  # rows another replica is claiming are skipped
         async with self.engine.begin() as connection:
-            ids = [row[0] for row in (await connection.execute(pick)).all()]
-            if not ids:
-                return []
-            await connection.execute(
-                update(outbox)
-                .where(and_(outbox.c.id.in_(ids), due))
-                .values(lease_owner=owner, lease_until=now + lease_s, attempts=outbox.c.attempts + 1)
-            )
             rows = (
                 await connection.execute(
-                    select(outbox).where(and_(outbox.c.id.in_(ids), outbox.c.lease_owner == owner))
+                    update(outbox)
+                    .where(outbox.c.id.in_(pick.scalar_subquery()))
+                    .values(lease_owner=owner, lease_until=now + lease_s, attempts=outbox.c.attempts + 1)
+                    .returning(*outbox.c)
                 )
             ).all()
         items = [_item(row) for row in rows]
@@ -452,8 +453,12 @@ class Outbox:
         """Take a send slot in `lane` and the bot-wide lane, or return how long to wait (nothing taken then).
 
         The two lane rows are locked (in one order, so replicas cannot deadlock) while the ledger is read and the
-        slot written: however many replicas send, the limits hold as Teams counts them.
+        slot written: however many replicas send, the limits hold as Teams counts them. What this process already
+        knows (its own sends, waits the ledger gave it) answers "wait" without a database round trip.
         """
+        known = self._known_wait(lane, self.clock())
+        if known > 0:
+            return known
         async with self._reserving, self.engine.begin() as connection:
             await self._ensure_lanes(connection, [GLOBAL_LANE, lane])
             now = self.clock()
@@ -468,23 +473,68 @@ class Outbox:
                 )
             ).all()
             wait = max([0.0, *((b[0] or 0.0) - now for b in blocked)])
-            for key, rules in ((GLOBAL_LANE, self.bot_limits), (lane, self.conversation_limits)):
+            queries, rules_by_tag = self._ledger_queries(lane, now)
+            found: dict[int, list[float]] = {}
+            for tag, at in (await connection.execute(union_all(*queries))).all():
+                found.setdefault(int(tag), []).append(float(at))
+            for tag, (rules, offset) in rules_by_tag.items():
+                times = sorted(found.get(tag, []), reverse=True)
                 for rule in rules:
-                    nth = (
-                        await connection.execute(
-                            select(sends.c.at)
-                            .where(and_(sends.c.lane == key, sends.c.at > now - rule.window_s - self.margin_s))
-                            .order_by(sends.c.at.desc())
-                            .offset(rule.limit - 1)
-                            .limit(1)
-                        )
-                    ).first()
-                    if nth is not None:
-                        wait = max(wait, nth[0] + rule.window_s + self.margin_s - now)
+                    index = rule.limit - 1 - offset
+                    if 0 <= index < len(times) and times[index] > now - rule.window_s - self.margin_s:
+                        wait = max(wait, times[index] + rule.window_s + self.margin_s - now)
             if wait > 0:
+                self._hold[lane] = now + wait
                 return wait
             await connection.execute(sends.insert(), [{"lane": GLOBAL_LANE, "at": now}, {"lane": lane, "at": now}])
-            return 0.0
+        for key in (GLOBAL_LANE, lane):
+            self._recent.setdefault(key, deque(maxlen=self._history)).append(now)
+        return 0.0
+
+    def hold(self, lane: str, until: float) -> None:
+        """No send to `lane` from this process before `until` (the shared block is written by block_lane)."""
+        self._hold[lane] = max(self._hold.get(lane, 0.0), until)
+
+    def _known_wait(self, lane: str, now: float) -> float:
+        wait = max(0.0, self._hold.get(lane, 0.0) - now)
+        for key, rules in ((GLOBAL_LANE, self.bot_limits), (lane, self.conversation_limits)):
+            history = self._recent.get(key)
+            if not history:
+                continue
+            for rule in rules:
+                if len(history) >= rule.limit:
+                    nth = history[-rule.limit]
+                    wait = max(wait, nth + rule.window_s + self.margin_s - now)
+        return wait
+
+    def _ledger_queries(self, lane: str, now: float) -> tuple[list[Any], dict[int, tuple[tuple[RateRule, ...], int]]]:
+        """One UNION ALL over the ledger: the newest sends of each lane, and the n-th newest for long windows."""
+        queries: list[Any] = []
+        rules_by_tag: dict[int, tuple[tuple[RateRule, ...], int]] = {}
+        for key, rules in ((GLOBAL_LANE, self.bot_limits), (lane, self.conversation_limits)):
+            short = tuple(r for r in rules if r.limit <= 64)
+            if short:
+                tag = len(rules_by_tag)
+                rules_by_tag[tag] = (short, 0)
+                window = max(r.window_s for r in short) + self.margin_s
+                queries.append(self._ledger_slice(tag, key, now - window, max(r.limit for r in short), 0))
+            for rule in (r for r in rules if r.limit > 64):
+                tag = len(rules_by_tag)
+                rules_by_tag[tag] = ((rule,), rule.limit - 1)
+                queries.append(self._ledger_slice(tag, key, now - rule.window_s - self.margin_s, 1, rule.limit - 1))
+        return queries, rules_by_tag
+
+    @staticmethod
+    def _ledger_slice(tag: int, key: str, since: float, count: int, skip: int) -> Any:
+        inner = (
+            select(literal(tag).label("tag"), sends.c.at)
+            .where(and_(sends.c.lane == key, sends.c.at > since))
+            .order_by(sends.c.at.desc())
+            .offset(skip)
+            .limit(count)
+            .subquery()
+        )
+        return select(inner.c.tag, inner.c.at)
 
     async def _ensure_lanes(self, connection: AsyncConnection, keys: Iterable[str]) -> None:
         missing = [k for k in keys if k not in self._known_lanes]
@@ -600,6 +650,7 @@ class OutboxWorker:
         self._held = 0
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._settling: set[asyncio.Task[None]] = set()
         self._lease_valid_until = 0.0
 
     def wake(self) -> None:
@@ -629,6 +680,8 @@ class OutboxWorker:
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._settling:
+            await asyncio.wait(list(self._settling), timeout=grace_s)
         try:
             await self.outbox.release_all(self.owner)
         except Exception:  # the leases run out by themselves
@@ -636,13 +689,13 @@ class OutboxWorker:
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
+            self._wake.clear()  # before claiming: a post committed meanwhile sets it again and is not missed
             try:
                 claimed = await self._claim_once()
             except Exception:
                 log.exception("outbox: claiming failed")
                 claimed = 0
             if claimed == 0:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_s)
 
@@ -693,7 +746,13 @@ class OutboxWorker:
                     await self._safe_release(entry.item, 0.0)
                     continue
                 async with self._in_flight:
-                    await self._send(entry.item, entry.destination)
+                    result = await self._attempt(entry.item, entry.destination)
+                if isinstance(result, Retry) and result.lane_wait:  # 429: hold this lane before its next send
+                    self.outbox.hold(lane, self.outbox.clock() + result.delay_s)
+                # Record the outcome off the lane's path: the next send need not wait for this write.
+                task = asyncio.create_task(self._settle(entry.item, entry.destination, result))
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
         except Exception:
             log.exception("outbox: lane failed", extra={"lane_size": len(queue)})
             while queue:
@@ -709,12 +768,20 @@ class OutboxWorker:
         with contextlib.suppress(Exception):
             await self.outbox.release(item, self.owner, delay_s=delay_s)
 
-    async def _send(self, item: OutboxItem, destination: Destination) -> None:
+    async def _attempt(self, item: OutboxItem, destination: Destination) -> SendResult:
         try:
-            result = await self.courier.send(item, destination)
+            return await self.courier.send(item, destination)
         except Exception:
             log.exception("outbox: send raised", extra={"outbox_id": item.id})
-            result = Retry(None, backoff_s(item.attempts))
+            return Retry(None, backoff_s(item.attempts))
+
+    async def _settle(self, item: OutboxItem, destination: Destination, result: SendResult) -> None:
+        try:
+            await self._record(item, destination, result)
+        except Exception:  # the lease runs out and the row is sent again: at least once, never lost
+            log.exception("outbox: could not record a send", extra={"outbox_id": item.id})
+
+    async def _record(self, item: OutboxItem, destination: Destination, result: SendResult) -> None:
         lane = destination.lane
         if isinstance(result, Sent):
             state = await self.outbox.complete(item, self.owner, conversation_id=lane, activity_id=result.activity_id)

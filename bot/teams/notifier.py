@@ -222,22 +222,35 @@ class TeamsCourier:
         *,
         directory: Directory | None = None,
         fallback_channel: str = "",
+        cache_s: float = 1.0,
     ) -> None:
         self.book = book
         self.connector = connector
         self.directory = directory
         self.fallback_channel = fallback_channel
+        self.cache_s = cache_s
+        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+
+    async def _lookup(self, kind: str, key: str, load: Callable[[str], Awaitable[Any]]) -> Any:
+        # Links and references change rarely; a second of staleness saves two database reads per send.
+        now = time.monotonic()
+        hit = self._cache.get((kind, key))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = await load(key)
+        self._cache[(kind, key)] = (now + self.cache_s, value)
+        return value
 
     async def _usable(self, conversation_id: str | None) -> dict[str, Any] | None:
         if not conversation_id:
             return None
-        record = await self.book.get(conversation_id)
+        record = await self._lookup("conversation", conversation_id, self.book.get)
         if record is None or record.get("broken") or not record.get("service_url"):
             return None
-        return record
+        return dict(record)
 
     async def _unit_channel(self, unit: str) -> dict[str, Any] | None:
-        linked = await self._usable(await self.book.linked(unit))
+        linked = await self._usable(await self._lookup("link", unit, self.book.linked))
         if linked is not None:
             return linked
         configured = self.directory.unit(unit) if self.directory is not None else None
@@ -329,6 +342,7 @@ class TeamsCourier:
 
     async def gone(self, item: OutboxItem, destination: Destination, status: int) -> None:
         await self.book.mark_broken(destination.lane, status)
+        self._cache.pop(("conversation", destination.lane), None)
 
     async def delivered(self, item: OutboxItem, destination: Destination, activity_id: str | None) -> None:
         reply = item.payload.get("reply") or {}
