@@ -10,6 +10,7 @@ a ledger that every replica shares, so the Teams limits hold however many replic
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import heapq
 import json
@@ -17,7 +18,6 @@ import logging
 import random
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -114,6 +114,15 @@ TEAMS_CONVERSATION_LIMITS: tuple[RateRule, ...] = (
 def global_limits(per_second: int) -> tuple[RateRule, ...]:
     """The bot-wide limit (Teams: about 50 requests per second per app and tenant)."""
     return (RateRule(per_second, 1.0),)
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A granted send: its ledger rows, and the time they were reserved at (moved to when the send was done)."""
+
+    lane: str
+    at: float
+    ledger_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,10 +228,11 @@ class Outbox:
         self.margin_s = margin_s  # network jitter between reserving a slot and Teams receiving the send
         self.clock = clock
         self._postgres = engine.dialect.name == "postgresql"
-        self._reserving = asyncio.Lock()  # one reservation at a time per process; the row lock orders replicas
+        self._requests: list[tuple[int, str, asyncio.Future[Slot | float]]] = []  # lanes waiting for the next batch
+        self._reserver: asyncio.Task[None] | None = None
         self._known_lanes: set[str] = set()
         self._history = max(r.limit for r in (*self.conversation_limits, *self.bot_limits))
-        self._recent: dict[str, deque[float]] = {}  # this process's own sends per lane (a subset of the ledger)
+        self._recent: dict[str, list[float]] = {}  # this process's own sends per lane, sorted (part of the ledger)
         self._hold: dict[str, float] = {}  # lane -> no send before this time (from the ledger or a 429)
 
     def _insert(self, table: Table) -> Any:
@@ -449,47 +459,110 @@ class Outbox:
                 .values(blocked_until=until)
             )
 
-    async def reserve(self, lane: str) -> float:
+    async def reserve(self, lane: str, priority: int = 0) -> Slot | float:
         """Take a send slot in `lane` and the bot-wide lane, or return how long to wait (nothing taken then).
 
-        The two lane rows are locked (in one order, so replicas cannot deadlock) while the ledger is read and the
-        slot written: however many replicas send, the limits hold as Teams counts them. What this process already
-        knows (its own sends, waits the ledger gave it) answers "wait" without a database round trip.
+        What this process already knows (its own sends, waits the ledger gave it) answers "wait" without a database
+        round trip. Otherwise the request joins the next batch: one transaction locks the lanes' rows (in one order,
+        so replicas cannot deadlock), reads the shared ledger and writes the granted slots, the most urgent first;
+        however many replicas send, the limits hold as Teams counts them.
         """
         known = self._known_wait(lane, self.clock())
         if known > 0:
             return known
-        async with self._reserving, self.engine.begin() as connection:
-            await self._ensure_lanes(connection, [GLOBAL_LANE, lane])
+        future: asyncio.Future[Slot | float] = asyncio.get_running_loop().create_future()
+        self._requests.append((priority, lane, future))
+        if self._reserver is None or self._reserver.done():
+            self._reserver = asyncio.create_task(self._reserve_batches())
+        return await future
+
+    async def _reserve_batches(self) -> None:
+        while self._requests:
+            batch, self._requests = self._requests, []
+            batch.sort(key=lambda request: request[0])
+            try:
+                waits = await self._reserve_many([lane for _, lane, _ in batch])
+            except Exception as error:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, _, future), wait in zip(batch, waits, strict=True):
+                if not future.done():
+                    future.set_result(wait)
+
+    async def _reserve_many(self, wanted: list[str]) -> list[Slot | float]:
+        keys = sorted({GLOBAL_LANE, *wanted})
+        async with self.engine.begin() as connection:
+            await self._ensure_lanes(connection, keys)
             now = self.clock()
-            blocked = (
-                await connection.execute(
-                    _lock(
-                        select(lanes.c.blocked_until)
-                        .where(lanes.c.lane.in_(sorted({GLOBAL_LANE, lane})))
-                        .order_by(lanes.c.lane),
-                        self._postgres,
+            blocked = {
+                row[0]: float(row[1] or 0.0)
+                for row in (
+                    await connection.execute(
+                        _lock(
+                            select(lanes.c.lane, lanes.c.blocked_until)
+                            .where(lanes.c.lane.in_(keys))
+                            .order_by(lanes.c.lane),
+                            self._postgres,
+                        )
                     )
-                )
-            ).all()
-            wait = max([0.0, *((b[0] or 0.0) - now for b in blocked)])
-            queries, rules_by_tag = self._ledger_queries(lane, now)
+                ).all()
+            }
+            queries, checks = self._ledger_queries([k for k in keys if k != GLOBAL_LANE], now)
             found: dict[int, list[float]] = {}
             for tag, at in (await connection.execute(union_all(*queries))).all():
                 found.setdefault(int(tag), []).append(float(at))
-            for tag, (rules, offset) in rules_by_tag.items():
-                times = sorted(found.get(tag, []), reverse=True)
-                for rule in rules:
-                    index = rule.limit - 1 - offset
-                    if 0 <= index < len(times) and times[index] > now - rule.window_s - self.margin_s:
-                        wait = max(wait, times[index] + rule.window_s + self.margin_s - now)
-            if wait > 0:
-                self._hold[lane] = now + wait
-                return wait
-            await connection.execute(sends.insert(), [{"lane": GLOBAL_LANE, "at": now}, {"lane": lane, "at": now}])
-        for key in (GLOBAL_LANE, lane):
-            self._recent.setdefault(key, deque(maxlen=self._history)).append(now)
-        return 0.0
+            ledger = {tag: sorted(times, reverse=True) for tag, times in found.items()}
+            waits: list[Slot | float] = []
+            granted: list[str] = []
+            for lane in wanted:
+                wait = max(0.0, blocked.get(GLOBAL_LANE, 0.0) - now, blocked.get(lane, 0.0) - now)
+                for key in (GLOBAL_LANE, lane):
+                    for tag, rules, skipped in checks[key]:
+                        times = ledger.get(tag, [])
+                        for rule in rules:
+                            index = rule.limit - 1 - skipped
+                            if 0 <= index < len(times) and times[index] > now - rule.window_s - self.margin_s:
+                                wait = max(wait, times[index] + rule.window_s + self.margin_s - now)
+                if wait > 0:
+                    self._hold[lane] = now + wait
+                    waits.append(wait)
+                    continue
+                waits.append(0.0)  # replaced by the Slot once its ledger rows exist
+                granted.append(lane)
+                for tag, _rules, skipped in (*checks[GLOBAL_LANE], *checks[lane]):
+                    if skipped == 0:  # a slot taken in this batch counts for the next request of the batch
+                        ledger.setdefault(tag, []).insert(0, now)
+            slots: dict[str, Slot] = {}
+            for lane in granted:  # two rows per slot; a handful of lanes per batch
+                ids = (
+                    await connection.execute(
+                        sends.insert().returning(sends.c.id),
+                        [{"lane": GLOBAL_LANE, "at": now}, {"lane": lane, "at": now}],
+                    )
+                ).all()
+                slots[lane] = Slot(lane, now, tuple(int(row[0]) for row in ids))
+        for lane in granted:
+            for key in (GLOBAL_LANE, lane):
+                bisect.insort(self._recent.setdefault(key, []), now)
+                del self._recent[key][: -self._history]
+        return [slots[lane] if wait == 0.0 else wait for lane, wait in zip(wanted, waits, strict=True)]
+
+    def sent(self, slot: Slot, done_at: float) -> None:
+        """The send finished at `done_at`: count it from then on, as Teams, which saw it later than reserved, does."""
+        for key in (GLOBAL_LANE, slot.lane):
+            history = self._recent.get(key, [])
+            index = bisect.bisect_left(history, slot.at)
+            if index < len(history) and history[index] == slot.at:
+                del history[index]
+            bisect.insort(history, max(done_at, slot.at))
+
+    async def record_sent(self, slot: Slot, done_at: float) -> None:
+        """Move the slot's ledger rows to when the send finished, so other replicas count it as Teams does."""
+        if slot.ledger_ids and done_at > slot.at:
+            async with self.engine.begin() as connection:
+                await connection.execute(update(sends).where(sends.c.id.in_(slot.ledger_ids)).values(at=done_at))
 
     def hold(self, lane: str, until: float) -> None:
         """No send to `lane` from this process before `until` (the shared block is written by block_lane)."""
@@ -507,22 +580,30 @@ class Outbox:
                     wait = max(wait, nth + rule.window_s + self.margin_s - now)
         return wait
 
-    def _ledger_queries(self, lane: str, now: float) -> tuple[list[Any], dict[int, tuple[tuple[RateRule, ...], int]]]:
-        """One UNION ALL over the ledger: the newest sends of each lane, and the n-th newest for long windows."""
+    def _ledger_queries(
+        self, conversation_lanes: list[str], now: float
+    ) -> tuple[list[Any], dict[str, list[tuple[int, tuple[RateRule, ...], int]]]]:
+        """One UNION ALL over the ledger: the newest sends of each lane, and the n-th newest for long windows.
+
+        A conversation lane gets at most one slot per batch, so the n-th newest send answers its hour limit; the
+        bot-wide lane gets many, so all its sends within the window are read.
+        """
         queries: list[Any] = []
-        rules_by_tag: dict[int, tuple[tuple[RateRule, ...], int]] = {}
-        for key, rules in ((GLOBAL_LANE, self.bot_limits), (lane, self.conversation_limits)):
-            short = tuple(r for r in rules if r.limit <= 64)
+        checks: dict[str, list[tuple[int, tuple[RateRule, ...], int]]] = {}
+        lanes_and_rules = [(GLOBAL_LANE, self.bot_limits), *((k, self.conversation_limits) for k in conversation_lanes)]
+        for key, rules in lanes_and_rules:
+            checks[key] = []
+            short = rules if key == GLOBAL_LANE else tuple(r for r in rules if r.limit <= 64)
             if short:
-                tag = len(rules_by_tag)
-                rules_by_tag[tag] = (short, 0)
+                tag = len(queries)
+                checks[key].append((tag, short, 0))
                 window = max(r.window_s for r in short) + self.margin_s
                 queries.append(self._ledger_slice(tag, key, now - window, max(r.limit for r in short), 0))
-            for rule in (r for r in rules if r.limit > 64):
-                tag = len(rules_by_tag)
-                rules_by_tag[tag] = ((rule,), rule.limit - 1)
+            for rule in () if key == GLOBAL_LANE else (r for r in rules if r.limit > 64):
+                tag = len(queries)
+                checks[key].append((tag, (rule,), rule.limit - 1))
                 queries.append(self._ledger_slice(tag, key, now - rule.window_s - self.margin_s, 1, rule.limit - 1))
-        return queries, rules_by_tag
+        return queries, checks
 
     @staticmethod
     def _ledger_slice(tag: int, key: str, since: float, count: int, skip: int) -> Any:
@@ -634,7 +715,7 @@ class OutboxWorker:
         *,
         lease_s: float = 30.0,
         poll_s: float = 0.25,
-        max_in_flight: int = 32,
+        max_in_flight: int = 64,
         max_held: int = 400,
     ) -> None:
         self.outbox = outbox_
@@ -735,9 +816,9 @@ class OutboxWorker:
         queue = self._lanes[lane]
         try:
             while queue and not self._stopping:
-                wait = await self.outbox.reserve(lane)
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                slot = await self.outbox.reserve(lane, queue[0].priority)
+                if not isinstance(slot, Slot):
+                    await asyncio.sleep(slot)
                     continue
                 entry = heapq.heappop(queue)  # chosen after the slot is ours: a newer alarm goes first
                 self._held -= 1
@@ -747,10 +828,12 @@ class OutboxWorker:
                     continue
                 async with self._in_flight:
                     result = await self._attempt(entry.item, entry.destination)
+                done_at = self.outbox.clock()
+                self.outbox.sent(slot, done_at)
                 if isinstance(result, Retry) and result.lane_wait:  # 429: hold this lane before its next send
                     self.outbox.hold(lane, self.outbox.clock() + result.delay_s)
                 # Record the outcome off the lane's path: the next send need not wait for this write.
-                task = asyncio.create_task(self._settle(entry.item, entry.destination, result))
+                task = asyncio.create_task(self._settle(entry.item, entry.destination, result, slot, done_at))
                 self._settling.add(task)
                 task.add_done_callback(self._settling.discard)
         except Exception:
@@ -775,8 +858,11 @@ class OutboxWorker:
             log.exception("outbox: send raised", extra={"outbox_id": item.id})
             return Retry(None, backoff_s(item.attempts))
 
-    async def _settle(self, item: OutboxItem, destination: Destination, result: SendResult) -> None:
+    async def _settle(
+        self, item: OutboxItem, destination: Destination, result: SendResult, slot: Slot, done_at: float
+    ) -> None:
         try:
+            await self.outbox.record_sent(slot, done_at)
             await self._record(item, destination, result)
         except Exception:  # the lease runs out and the row is sent again: at least once, never lost
             log.exception("outbox: could not record a send", extra={"outbox_id": item.id})

@@ -94,16 +94,16 @@ def floor_seconds(per_lane: list[int], lane_rules: tuple[RateRule, ...], bot_rul
     bot: list[float] = []
     last = 0.0
     while any(remaining):
-        best, best_lane = float("inf"), -1
+        best, best_lane = (float("inf"), 0), -1
         for index, left in enumerate(remaining):
             if left:
                 t = earliest(bot, bot_rules, earliest(lanes[index], lane_rules, 0.0))
-                if t < best:
-                    best, best_lane = t, index
-        lanes[best_lane].append(best)
-        bot.append(best)
+                if (t, len(lanes[index])) < best:  # ties: the lane with the fewest sends, so bursts spread out
+                    best, best_lane = (t, len(lanes[index])), index
+        lanes[best_lane].append(best[0])
+        bot.append(best[0])
         remaining[best_lane] -= 1
-        last = best
+        last = best[0]
     return last
 
 
