@@ -230,6 +230,7 @@ class Outbox:
         self._postgres = engine.dialect.name == "postgresql"
         self._requests: list[tuple[int, str, asyncio.Future[Slot | float]]] = []  # lanes waiting for the next batch
         self._reserver: asyncio.Task[None] | None = None
+        self._ledger_loaded = False
         self._known_lanes: set[str] = set()
         self._history = max(r.limit for r in (*self.conversation_limits, *self.bot_limits))
         self._recent: dict[str, list[float]] = {}  # this process's own sends per lane, sorted (part of the ledger)
@@ -492,6 +493,8 @@ class Outbox:
                     future.set_result(wait)
 
     async def _reserve_many(self, wanted: list[str]) -> list[Slot | float]:
+        if not self._postgres:
+            return await self._reserve_in_memory(wanted)
         keys = sorted({GLOBAL_LANE, *wanted})
         async with self.engine.begin() as connection:
             await self._ensure_lanes(connection, keys)
@@ -549,6 +552,36 @@ class Outbox:
                 del self._recent[key][: -self._history]
         return [slots[lane] if wait == 0.0 else wait for lane, wait in zip(wanted, waits, strict=True)]
 
+    async def _reserve_in_memory(self, wanted: list[str]) -> list[Slot | float]:
+        """SQLite serves one process, so its own sends are the whole ledger: read the table once, then count here."""
+        if not self._ledger_loaded:
+            await self._load_ledger()
+        results: list[Slot | float] = []
+        for lane in wanted:
+            now = self.clock()
+            wait = self._known_wait(lane, now)
+            if wait > 0:
+                results.append(wait)
+                continue
+            for key in (GLOBAL_LANE, lane):
+                bisect.insort(self._recent.setdefault(key, []), now)
+                del self._recent[key][: -self._history]
+            results.append(Slot(lane, now, ()))
+        return results
+
+    async def _load_ledger(self) -> None:
+        now = self.clock()
+        horizon = max(r.window_s for r in (*self.conversation_limits, *self.bot_limits)) + self.margin_s
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(select(sends.c.lane, sends.c.at).where(sends.c.at > now - horizon))).all()
+            blocked = (await connection.execute(select(lanes.c.lane, lanes.c.blocked_until))).all()
+        for lane, at in rows:
+            bisect.insort(self._recent.setdefault(lane, []), float(at))
+        for lane, until in blocked:
+            if until and until > now:
+                self.hold(lane, float(until))
+        self._ledger_loaded = True
+
     def sent(self, slot: Slot, done_at: float) -> None:
         """The send finished at `done_at`: count it from then on, as Teams, which saw it later than reserved, does."""
         for key in (GLOBAL_LANE, slot.lane):
@@ -560,9 +593,14 @@ class Outbox:
 
     async def record_sent(self, slot: Slot, done_at: float) -> None:
         """Move the slot's ledger rows to when the send finished, so other replicas count it as Teams does."""
-        if slot.ledger_ids and done_at > slot.at:
-            async with self.engine.begin() as connection:
-                await connection.execute(update(sends).where(sends.c.id.in_(slot.ledger_ids)).values(at=done_at))
+        at = max(done_at, slot.at)
+        async with self.engine.begin() as connection:
+            if not slot.ledger_ids:  # SQLite: the ledger is written after the fact, for the next start
+                await connection.execute(
+                    sends.insert(), [{"lane": GLOBAL_LANE, "at": at}, {"lane": slot.lane, "at": at}]
+                )
+            elif done_at > slot.at:
+                await connection.execute(update(sends).where(sends.c.id.in_(slot.ledger_ids)).values(at=at))
 
     def hold(self, lane: str, until: float) -> None:
         """No send to `lane` from this process before `until` (the shared block is written by block_lane)."""
