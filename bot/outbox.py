@@ -842,6 +842,7 @@ class OutboxWorker:
         return len(items)
 
     async def _heartbeat_loop(self) -> None:
+        next_prune = time.monotonic() + 60.0
         while True:
             await asyncio.sleep(self.lease_s / 3)
             try:
@@ -849,6 +850,12 @@ class OutboxWorker:
                 self._lease_valid_until = self.outbox.clock() + self.lease_s
             except Exception:
                 log.warning("outbox: could not renew leases")
+            if time.monotonic() >= next_prune:  # keep the ledger to the hour its limits need
+                next_prune = time.monotonic() + 600.0
+                try:
+                    await self.outbox.prune()
+                except Exception:
+                    log.warning("outbox: could not prune the send ledger")
 
     async def _drain_lane(self, lane: str) -> None:
         queue = self._lanes[lane]

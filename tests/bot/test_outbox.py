@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
-from bot.outbox import CANCELLED, DONE, PENDING
+from bot.outbox import CANCELLED, DONE, PENDING, sends
+from bot.teams.notifier import retry_after_s
 from skills.core.fakes import StaticDirectory
 from skills.core.ports import Priority, StaffMember, Unit
 from skills.core.types import Reply
@@ -240,3 +243,44 @@ async def test_an_urgent_post_overtakes_queued_bulk_posts(tmp_path: Path, connec
         await line.close()
     # 16 bulletins were still queued: the alarm takes the next free slot.
     assert seen == 8 and position == seen, (position, seen)
+
+
+async def test_a_permanent_refusal_marks_the_post_failed_and_later_posts_still_go(
+    line: Pipeline, connector: FakeConnector
+) -> None:
+    connector.scripted[WARD] = [(400, None)]
+    line.worker.start()
+    await line.notifier.post("unit:7W", Reply(text="too big, say"), key="p-1")
+    await until_done(line, "p-1")
+    [row] = await line.outbox.lookup("p-1")
+    assert row["state"] == "failed" and row["last_status"] == 400
+    await line.notifier.post("unit:7W", Reply(text="next"), key="p-2")
+    await until(lambda: len(connector.delivered()) == 1, what="the next post")
+    assert (await line.outbox.counts())["failed"] == 1
+
+
+async def test_prune_forgets_what_no_window_needs(tmp_path: Path, connector: FakeConnector) -> None:
+    clock = OffsetClock()
+    async with sql_store("sqlite", tmp_path) as store:
+        line = pipeline(store, clock=clock)
+        await line.book.remember(channel_activity(connector.url, WARD))
+        await line.book.link("7W", WARD, by="test")
+        line.worker.start()
+        await line.notifier.post("unit:7W", Reply(text="old"), key="old")
+        await until(lambda: len(connector.delivered()) == 1, what="the post")
+        await until_done(line, "old")
+        await line.close()
+        clock.advance(8 * 24 * 3600)
+        await line.outbox.prune()
+        assert await line.outbox.lookup("old") == []
+        async with store.engine.connect() as connection:
+            assert (await connection.execute(select(func.count()).select_from(sends))).scalar_one() == 0
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("3", 3.0), ("0.5", 0.5), ("Mon, 30 Nov 2026 00:00:10 GMT", 10.0), ("soon", None), (None, None)],
+)
+def test_retry_after_reads_seconds_and_http_dates(header: str | None, seconds: float | None) -> None:
+    now = datetime(2026, 11, 30, tzinfo=UTC).timestamp()
+    assert retry_after_s(header, now=now) == seconds
