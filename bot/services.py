@@ -83,7 +83,8 @@ async def build_services(settings: Settings) -> Services:
             "documents_base_url": settings.protocols_base_url,
         },
     )
-    skills = [create_channels_skill(delivery.book, delivery.outbox), protocols.create_skill(context, library, folder)]
+    skills = [protocols.create_skill(context, library, folder)]
+    skills.append(create_channels_skill(delivery.book, delivery.outbox))  # host skill: `link unit 7W` (admins)
     log.info(
         "services ready",
         extra={

@@ -32,7 +32,7 @@ async def test_resync_job_picks_up_a_new_protocol(
     (folder / "falls.md").write_text("# Falls\n## Bed safety\nKeep the bed at its lowest height.\n")
     bot = await start_bot(protocols_dir=folder, resync_seconds=600)
     services = bot.app[SERVICES]
-    [skill] = services.skills
+    [skill] = [s for s in services.skills if s.name == "protocols"]
     [job] = skill.jobs
     assert job.id == "protocols.resync"
     assert job.interval_seconds == 600
