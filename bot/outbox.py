@@ -26,12 +26,13 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Float,
+    Index,
     Integer,
-    MetaData,
     SmallInteger,
     String,
     Table,
     Text,
+    UniqueConstraint,
     and_,
     delete,
     func,
@@ -45,9 +46,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bot.storage import metadata  # one declared schema, checked against the migrations
+
 log = logging.getLogger(__name__)
 
-metadata = MetaData()
 _ID = BigInteger().with_variant(Integer, "sqlite")
 
 outbox = Table(
@@ -72,6 +74,9 @@ outbox = Table(
     Column("last_status", Integer),
     Column("created_at", Float(precision=53), nullable=False),
     Column("sent_at", Float(precision=53)),
+    UniqueConstraint("ref", "part", name="uq_outbox_ref_part"),
+    Index("ix_outbox_due", "state", "priority", "not_before", "id"),
+    Index("ix_outbox_lease_owner", "lease_owner"),
 )
 
 sends = Table(
@@ -80,6 +85,7 @@ sends = Table(
     Column("id", _ID, primary_key=True, autoincrement=True),
     Column("lane", String(512), nullable=False),
     Column("at", Float(precision=53), nullable=False),
+    Index("ix_outbox_sends_lane_at", "lane", "at"),
 )
 
 lanes = Table(

@@ -43,6 +43,14 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await server.close()
 
 
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    from bot.storage import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def ns() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
@@ -108,6 +116,7 @@ async def test_migrations_build_exactly_the_declared_schema(store: SqlStore) -> 
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
+    import bot.outbox  # noqa: F401  (its tables belong to the declared schema)
     from bot.storage import metadata, schema_revision
 
     def check(connection):  # type: ignore[no-untyped-def]
@@ -117,7 +126,7 @@ async def test_migrations_build_exactly_the_declared_schema(store: SqlStore) -> 
     async with store.engine.connect() as connection:
         differences, revision = await connection.run_sync(check)
     assert differences == []
-    assert revision == "0002"
+    assert revision == head_revision()
 
 
 async def test_a_database_from_before_migrations_is_adopted(tmp_path: Path) -> None:
@@ -128,8 +137,8 @@ async def test_a_database_from_before_migrations_is_adopted(tmp_path: Path) -> N
     url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
     engine = create_async_engine(url)
     old = sa.MetaData()
-    for table in metadata.tables.values():  # the first development builds' tables: records had no version yet
-        table.to_metadata(old)
+    for name in ("records", "events"):  # the first development builds' tables: records had no version yet
+        metadata.tables[name].to_metadata(old)
     old.tables["records"]._columns.remove(old.tables["records"].c.version)
     async with engine.begin() as connection:
         await connection.run_sync(old.create_all)
@@ -138,7 +147,7 @@ async def test_a_database_from_before_migrations_is_adopted(tmp_path: Path) -> N
     store = SqlStore.from_url(url)
     await store.open()
     async with store.engine.connect() as connection:
-        assert await connection.run_sync(schema_revision) == "0002"
+        assert await connection.run_sync(schema_revision) == head_revision()
     assert await store.get_versioned("ns", "k") == ({"v": 1}, 1)
     await store.close()
 
