@@ -21,7 +21,7 @@ from skills.core.router import Router
 from skills.core.types import Conversation, ConversationKind, Message, Reply, User
 from tests.bot.conftest import BotFactory
 from tests.bot.outbox_support import channel_activity, pipeline, sql_store, until
-from tests.fakes.teams import CHANNEL_CONVERSATION, FakeConnector
+from tests.fakes.teams import CHANNEL_CONVERSATION, FakeConnector, install_update
 
 CHANNEL = CHANNEL_CONVERSATION.split(";")[0]
 
@@ -150,3 +150,23 @@ def test_cli_links_a_unit_and_lists_conversations_links_and_unrouted_posts(
 async def test_until_helper_fails_loudly() -> None:
     with pytest.raises(AssertionError, match="never"):
         await until(lambda: False, within=0.05, what="never")
+
+
+async def test_the_running_app_keeps_a_channel_it_joins_and_delivers_unit_posts_there(
+    start_bot: BotFactory, connector: FakeConnector
+) -> None:
+    bot = await start_bot()
+    services = bot.app[SERVICES]
+    assert services.delivery is not None
+    status, _ = await bot.post(install_update(connector.url, kind="channel"))  # the app added to a team
+    assert status == 201
+    book = services.delivery.book
+    assert await book.first_channel() == CHANNEL
+    record = await book.get(CHANNEL)
+    assert record is not None and record["reference"]["conversation"]["id"] == CHANNEL
+    # Post as a skill would; the running app's worker delivers it.
+    await services.delivery.notifier.post("unit:7W", Reply(text="Handover for 7W is ready"), key="h-7w")
+    await until(lambda: len(connector.delivered()) == 1, what="the unit post in the fallback channel")
+    [sent] = connector.delivered()
+    assert sent.conversation_id == CHANNEL
+    assert sent.text == "_unrouted: unit 7W has no channel_\n\nHandover for 7W is ready"
