@@ -284,3 +284,18 @@ async def test_prune_forgets_what_no_window_needs(tmp_path: Path, connector: Fak
 def test_retry_after_reads_seconds_and_http_dates(header: str | None, seconds: float | None) -> None:
     now = datetime(2026, 11, 30, tzinfo=UTC).timestamp()
     assert retry_after_s(header, now=now) == seconds
+
+
+async def test_a_conversation_target_goes_to_that_conversation_and_bad_targets_are_refused(
+    line: Pipeline, connector: FakeConnector
+) -> None:
+    with pytest.raises(ValueError, match="unknown notifier target"):
+        await line.notifier.post("ward:7W", Reply(text="x"), key="bad-1")
+    with pytest.raises(ValueError, match="unknown notifier target"):
+        await line.notifier.post("role:charge", Reply(text="x"), key="bad-2")
+    assert await line.outbox.lookup("bad-1") == [] and await line.outbox.lookup("bad-2") == []
+    line.worker.start()
+    await line.notifier.post(f"conversation:{GENERAL}", Reply(text="deferred reply"), key="c-1")
+    await until(lambda: len(connector.delivered()) == 1, what="the deferred reply")
+    [sent] = connector.delivered()
+    assert sent.conversation_id == GENERAL and sent.text == "deferred reply"
