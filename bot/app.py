@@ -99,7 +99,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             ) from None
         app[MLLP].value = mllp
     await services.library.load()  # serve what the store already holds while the folder is re-read
-    app[ENDPOINT] = TeamsEndpoint(settings, services.router, services.store, app[CREDENTIALS].value)
+    deferred = services.delivery.notifier if services.delivery is not None else None  # replies past the turn window
+    app[ENDPOINT] = TeamsEndpoint(settings, services.router, services.store, app[CREDENTIALS].value, notifier=deferred)
     leadership = _leadership(app, services)
     scheduler = JobScheduler(settings.timezone, is_leader=lambda: leadership.is_leader, store=services.store)
     scheduler.add_skills(services.skills)
@@ -117,6 +118,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         log.info("ready", extra={"chunks": len(services.library.retriever.chunks)})
 
     starting = asyncio.create_task(start_skills())
+    if services.delivery is not None:
+        services.delivery.start()  # the outbox worker: proactive posts, on every replica
     scheduler.start()
     try:
         yield
@@ -211,7 +214,7 @@ async def _readyz(request: web.Request) -> web.Response:
     except TimeoutError:
         database = False
     indexed = app[READY].is_set()
-    body = {
+    body: dict[str, Any] = {
         "database": "ok" if database else "unreachable",
         "protocols": "indexed" if indexed else "indexing",
         "chunks": len(services.library.retriever.chunks),
@@ -220,6 +223,13 @@ async def _readyz(request: web.Request) -> web.Response:
         "leader": app[LEADERSHIP].is_leader,
         "directory": services.directory.health() if services.directory else None,
     }
+    for skill in services.skills:  # each skill's own view (e.g. channels: queued and unrouted posts)
+        if skill.health is not None:
+            try:
+                body[skill.name] = dict(await skill.health())
+            except Exception:
+                log.exception("skill health check failed", extra={"skill": skill.name})
+                body[skill.name] = {"ready": False}
     return web.json_response(
         {"status": "ready" if database and indexed else "starting", **body}, status=200 if database and indexed else 503
     )

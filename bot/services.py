@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.channels import create_channels_skill
 from bot.clock import SystemClock
 from bot.directory import DirectoryRouter, LiveDirectory
 from bot.embeddings import LocalEmbedder, local_model_available
@@ -15,6 +16,7 @@ from bot.graph import GraphGroups, GraphToken
 from bot.protocol_folder import RECORDED, choose_folder, record_folder
 from bot.settings import Settings, SettingsError
 from bot.storage import SqlStore
+from bot.teams.notifier import Delivery, build_delivery
 from bot.timers import SqlTimers
 from skills import alerts, broadcast, handover, protocols
 from skills.core.ports import LLM, Clock, Directory, Embedder, Notifier, Timers
@@ -72,8 +74,11 @@ class Services:
     directory: LiveDirectory | None = None
     timers: SqlTimers | None = None
     graph: GraphGroups | None = None
+    delivery: Delivery | None = None  # the outbox behind Context.notifier; the web app starts its worker
 
     async def close(self) -> None:
+        if self.delivery is not None:
+            await self.delivery.close()
         if self.graph is not None:
             await self.graph.close()
         if self.azure is not None:
@@ -137,12 +142,13 @@ async def build_services(
             await azure.close()
         await store.close()
         raise
+    delivery = build_delivery(settings, store, directory=directory)
     context = Context(
         store=store,
         clock=clock,
+        notifier=ports.notifier or delivery.notifier,
         llm=llm,
         embedder=embedder,
-        notifier=ports.notifier,
         directory=directory,
         timers=timers,
         options={
@@ -163,6 +169,7 @@ async def build_services(
     )
     skills = [
         protocols.create_skill(context, library, folder),
+        create_channels_skill(delivery.book, delivery.outbox, directory),  # host skill: `link unit 7W` (admins)
         handover.create_skill(context),  # without a directory it answers that handovers are not set up
         broadcast.create_skill(context),
     ]
@@ -195,4 +202,5 @@ async def build_services(
         directory=live_directory,
         timers=sql_timers,
         graph=graph,
+        delivery=delivery,
     )

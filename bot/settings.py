@@ -215,6 +215,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("WARDLINE_WEBSITE_URL", "website_url", "", "https:// page about the bot at your hospital (manifest)."),
     Option("WARDLINE_PRIVACY_URL", "privacy_url", "", "https:// privacy statement for staff (manifest; required)."),
     Option("WARDLINE_TERMS_URL", "terms_url", "", "https:// terms of use (manifest; required)."),
+    # --- proactive delivery (outbox)
+    Option(
+        "WARDLINE_FALLBACK_CHANNEL",
+        "fallback_channel",
+        "",
+        "Teams conversation id for posts to a unit with no channel. Empty: the first team channel the bot joined.",
+    ),
+    Option("WARDLINE_OUTBOX_GLOBAL_RATE", "outbox_global_rate", "50", "Bot-wide sends per second (Teams: about 50)."),
+    Option("WARDLINE_OUTBOX_LEASE_S", "outbox_lease_s", "30", "Seconds a dead replica's claimed posts stay locked."),
+    Option("WARDLINE_OUTBOX_POLL_S", "outbox_poll_s", "0.25", "How often the outbox looks for other processes' posts."),
+    Option("WARDLINE_OUTBOX_SEND_TIMEOUT_S", "outbox_send_timeout_s", "10", "Timeout of one Bot Connector request."),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -289,6 +300,11 @@ class Settings:
     reply_window_s: float = 12.0
     allowed_tenants: tuple[str, ...] = ()
     insecure_anonymous: bool = False  # only from `wardline serve --insecure-anonymous`, never from the environment
+    fallback_channel: str = ""
+    outbox_global_rate: int = 50
+    outbox_lease_s: float = 30.0
+    outbox_poll_s: float = 0.25
+    outbox_send_timeout_s: float = 10.0
 
     @property
     def database(self) -> str:
@@ -445,6 +461,11 @@ class Settings:
             connector_timeout_s=number("connector_timeout_s", float, 1, 60),
             reply_window_s=number("reply_window_s", float, 1, 60),
             allowed_tenants=tuple(t.strip() for t in raw["allowed_tenants"].split(",") if t.strip()),
+            fallback_channel=raw["fallback_channel"],
+            outbox_global_rate=number("outbox_global_rate", int, 1, 1000),
+            outbox_lease_s=number("outbox_lease_s", float, 2, 600),
+            outbox_poll_s=number("outbox_poll_s", float, 0.01, 10),
+            outbox_send_timeout_s=number("outbox_send_timeout_s", float, 0.5, 60),
         )
 
 

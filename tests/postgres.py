@@ -210,21 +210,35 @@ class ThrowawayPostgres:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+_session_server: list[PostgresServer] = []  # the server `postgres_server` provides, for helpers outside fixtures
+
+
+def session_server() -> PostgresServer:
+    """The session's server, for helpers that are not fixtures; the test must request `postgres_server` first."""
+    if not _session_server:
+        raise RuntimeError("request the postgres_server fixture before using session_server()")
+    return _session_server[-1]
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """The configured server (WARDLINE_TEST_DATABASE_URL) or a throwaway one, for the whole session."""
     try:
         dsn = configured_dsn()
         if dsn is not None:
-            yield PostgresServer(dsn, throwaway=False)
+            _session_server.append(PostgresServer(dsn, throwaway=False))
+            yield _session_server[-1]
+            _session_server.clear()
             return
         server = ThrowawayPostgres()
         started = server.start()
     except PostgresUnavailable as exc:
         pytest.fail(f"PostgreSQL for the tests: {exc}", pytrace=False)
+    _session_server.append(started)
     try:
         yield started
     finally:
+        _session_server.clear()
         server.stop()
 
 

@@ -12,4 +12,5 @@ MODULES: tuple[str, ...] = (
     "bot.commands.privacy",  # issue 6: privacy purge
     "bot.commands.alerts",
     "bot.commands.protocols",  # protocols list, protocols show
+    "bot.commands.channels",
 )

@@ -13,6 +13,7 @@ from botbuilder.core import Bot, InvokeResponse, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
 from bot.logs import bind, unbind
+from bot.teams.conversations import CONVERSATIONS, ConversationBook
 from bot.teams.render import ADAPTIVE_CARD
 from bot.teams.turn import (
     LATEST_REPLY,
@@ -21,7 +22,6 @@ from bot.teams.turn import (
     ReplyWindow,
     TeamsTurn,
     conversation_kind,
-    tenant_of,
     to_message,
 )
 from skills.core.i18n import is_korean
@@ -31,7 +31,8 @@ from skills.core.types import ConversationKind, Feedback, User
 
 log = logging.getLogger(__name__)
 
-CONVERSATIONS = "teams.conversations"  # conversation id -> reference, for proactive posts
+__all__ = ["CONVERSATIONS", "WardlineBot", "apologise"]  # CONVERSATIONS moved to bot.teams.conversations
+
 FEEDBACK_INVOKE = "message/submitAction"
 CARD_INVOKE = "adaptiveCard/action"
 
@@ -59,6 +60,7 @@ class WardlineBot(Bot):  # type: ignore[misc]
         self.streaming = streaming
         self.notifier = notifier  # the durable outbox, for replies the connector cannot take within the turn
         self.reply_window_s = reply_window_s
+        self.conversations = ConversationBook(store)
 
     async def on_turn(self, context: TurnContext, inbound: Inbound | None = None) -> None:
         """Run one turn; `inbound` says whether the route trusted the caller (untrusted turns change no reference)."""
@@ -158,21 +160,8 @@ class WardlineBot(Bot):  # type: ignore[misc]
         if bot_added and personal and activity.type == ActivityTypes.conversation_update:
             await context.send_activity(Activity(type=ActivityTypes.message, text=WELCOME, text_format="markdown"))
 
-    async def _remember_conversation(self, activity: Activity) -> None:
-        if not activity.conversation or not activity.conversation.id:
-            return
-        reference = TurnContext.get_conversation_reference(activity).serialize()
-        channel_data = _dict(activity.channel_data)
-        record: dict[str, Any] = {
-            "reference": reference,
-            "tenant_id": tenant_of(activity),
-            "conversation_type": getattr(activity.conversation, "conversation_type", None),
-            "team": _dict(channel_data.get("team")).get("id"),
-            "channel": _dict(channel_data.get("channel")).get("id"),
-        }
-        existing = await self.store.get(CONVERSATIONS, activity.conversation.id)
-        if existing != record:
-            await self.store.put(CONVERSATIONS, activity.conversation.id, record)
+    async def _remember_conversation(self, activity: Activity, *, trusted: bool = True) -> None:
+        await self.conversations.remember(activity, trusted=trusted)
 
 
 def _dict(value: Any) -> dict[str, Any]:

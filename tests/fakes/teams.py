@@ -7,9 +7,12 @@
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -32,6 +35,21 @@ class Sent:
     path: str
     body: dict[str, Any]
     response_id: str = ""
+    received_at: float = 0.0  # time.monotonic() when the request arrived
+    status: int = 200
+    user_agent: str = ""
+
+    @property
+    def conversation_id(self) -> str:
+        """The conversation of `/v3/conversations/{id}/activities[/...]` (empty for create-conversation)."""
+        parts = self.path.split("/")
+        return unquote(parts[3]) if len(parts) > 4 and parts[2] == "conversations" else ""
+
+    @property
+    def activity_id(self) -> str:
+        """The activity a PUT or DELETE addresses."""
+        parts = self.path.split("/")
+        return unquote(parts[5]) if len(parts) > 5 else ""
 
     @property
     def activity_type(self) -> str:
@@ -56,6 +74,10 @@ class FakeConnector:
     sent: list[Sent] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)  # statuses for the next requests (200: pass through)
     violations: list[str] = field(default_factory=list)  # what Teams would reject (tests.fakes.teams_contract)
+    # Per conversation: (status, Retry-After seconds or None) for its next requests, e.g. a 429 storm or a 403.
+    scripted: dict[str, list[tuple[int, float | None]]] = field(default_factory=lambda: defaultdict(list))
+    gone: set[str] = field(default_factory=set)  # conversations that answer 403 (the bot was removed)
+    retry_after_s: float = 0.0  # Retry-After on `fail_next` 429s
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def app(self) -> web.Application:
@@ -64,15 +86,25 @@ class FakeConnector:
         return app
 
     async def _handle(self, request: web.Request) -> web.Response:
+        received = time.monotonic()
         body = await request.json() if request.can_read_body else {}
-        sent = Sent(request.method, request.path, body)
+        sent = Sent(request.method, request.path, body, received_at=received)
+        sent.user_agent = request.headers.get("User-Agent", "")
         self.sent.append(sent)
         if isinstance(body, dict) and "type" in body:
             self.violations.extend(f"{body.get('type')} {request.path}: {p}" for p in problems_with(body))
-        status = self.fail_next.pop(0) if self.fail_next else 200
+        status, retry_after = (self.fail_next.pop(0), self.retry_after_s) if self.fail_next else (200, None)
+        conversation = sent.conversation_id
+        if status == 200 and self.scripted.get(conversation):
+            status, retry_after = self.scripted[conversation].pop(0)
+        if status == 200 and conversation in self.gone:
+            status = 403
         if status != 200:
-            headers = {"Retry-After": "0"} if status == 429 else {}
+            sent.status = status
+            headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None and status == 429 else {}
             return web.json_response({"error": {"code": "scripted"}}, status=status, headers=headers)
+        if request.method == "DELETE":
+            return web.Response(status=200)
         if request.method == "POST" and request.path == "/v3/conversations":
             sent.response_id = f"19:new-{next(self._ids)}@thread.tacv2"
             return web.json_response({"id": sent.response_id, "activityId": str(uuid.uuid4())})
@@ -87,6 +119,45 @@ class FakeConnector:
 
     def clear(self) -> None:
         self.sent.clear()
+
+    def delivered(self) -> list[Sent]:
+        """Message posts the connector accepted (not PUT/DELETE, not refused)."""
+        return [s for s in self.sent if s.method == "POST" and s.status == 200 and s.activity_type == "message"]
+
+    def receive_times(self) -> dict[str, list[float]]:
+        """Per conversation, when each request arrived (accepted or not): what Teams counts against its limits."""
+        times: dict[str, list[float]] = defaultdict(list)
+        for sent in self.sent:
+            if sent.conversation_id:
+                times[sent.conversation_id].append(sent.received_at)
+        return {k: sorted(v) for k, v in times.items()}
+
+
+TEAMS_LIMITS: tuple[tuple[int, float], ...] = ((7, 1.0), (8, 2.0), (60, 30.0), (1800, 3600.0))
+
+
+def limit_breaches(times: list[float], limits: tuple[tuple[int, float], ...] = TEAMS_LIMITS) -> list[str]:
+    """Every window in which more requests arrived than a limit allows (empty when the limits held)."""
+    breaches = []
+    for limit, window in limits:
+        start = 0
+        for end, at in enumerate(times):
+            while at - times[start] >= window:
+                start += 1
+            if end - start + 1 > limit:
+                breaches.append(f"{end - start + 1} requests within {window:g} s (limit {limit})")
+                break
+    return breaches
+
+
+def peak_rate(times: list[float], window: float = 1.0) -> int:
+    """The most requests that arrived within any `window` seconds."""
+    peak, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= window:
+            start += 1
+        peak = max(peak, end - start + 1)
+    return peak
 
 
 def _conversation(kind: str) -> dict[str, Any]:
