@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -208,11 +208,17 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     app = request.app
     services = app[SERVICES]
-    try:  # a database that stops answering must not hold the probe (or the orchestrator) past its own timeout
-        async with asyncio.timeout(services.settings.database_timeout_s):
-            database = await services.store.ping()
-    except TimeoutError:
-        database = False
+    bound = services.settings.database_timeout_s
+
+    async def bounded(check: Callable[[], Awaitable[Any]]) -> Any:
+        async with asyncio.timeout(bound):  # a database that stops answering must not hold the probe past its bound
+            return await check()
+
+    checked = [(skill, skill.health) for skill in services.skills if skill.health is not None]
+    results = await asyncio.gather(  # side by side: the probe takes one bound, not one per check
+        bounded(services.store.ping), *(bounded(health) for _skill, health in checked), return_exceptions=True
+    )
+    database = results[0] is True
     indexed = app[READY].is_set()
     body: dict[str, Any] = {
         "database": "ok" if database else "unreachable",
@@ -223,13 +229,12 @@ async def _readyz(request: web.Request) -> web.Response:
         "leader": app[LEADERSHIP].is_leader,
         "directory": services.directory.health() if services.directory else None,
     }
-    for skill in services.skills:  # each skill's own view (e.g. channels: queued and unrouted posts)
-        if skill.health is not None:
-            try:
-                body[skill.name] = dict(await skill.health())
-            except Exception:
-                log.exception("skill health check failed", extra={"skill": skill.name})
-                body[skill.name] = {"ready": False}
+    for (skill, _health), result in zip(checked, results[1:], strict=True):  # each skill's own view (e.g. channels: queued)
+        if isinstance(result, BaseException):
+            log.warning("skill health check failed", extra={"skill": skill.name, "error": type(result).__name__})
+            body[skill.name] = {"ready": False}
+        else:
+            body[skill.name] = dict(result)
     return web.json_response(
         {"status": "ready" if database and indexed else "starting", **body}, status=200 if database and indexed else 503
     )

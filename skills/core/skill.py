@@ -112,7 +112,7 @@ class Skill:
     timers: list[TimerHandler] = field(default_factory=list)
     consumers: list[Consumer] = field(default_factory=list)
     startup: Callable[[], Awaitable[None]] | None = None
-    health: HealthFunc | None = None  # what /readyz shows for this skill; {"ready": False, ...} holds readiness
+    health: HealthFunc | None = None  # what /readyz shows under the skill's name (informational)
     shutdown: Callable[[], Awaitable[None]] | None = None  # the host awaits it before closing the store
 
 

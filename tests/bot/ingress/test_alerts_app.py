@@ -130,15 +130,25 @@ async def test_both_ihe_examples_from_mllp_bytes_to_one_card(alert_bot: Callable
     assert "nobody accepted" in json.dumps(bot.notifier.latest(pump_ref).card.content)  # type: ignore[union-attr]
 
 
-async def test_without_a_notifier_hl7_is_refused_not_silently_accepted(tmp_path: Path) -> None:
-    runner, _ = await serve(create_app(bot_settings(tmp_path)))
+async def test_with_no_channel_anywhere_an_alarm_is_acknowledged_and_stays_queued_not_lost(tmp_path: Path) -> None:
+    """The host's outbox always takes the alarm: it is stored, ACKed, and waits (visible in /readyz) for a channel."""
+    runner, url = await serve(create_app(bot_settings(tmp_path)))
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", runner.app[MLLP].value.port)
         writer.write(frame(fixture("ihe_e31_low_spo2_start.hl7").encode()))
         ack = (await asyncio.wait_for(reader.readuntil(END_BLOCK), 5)).decode()
-        assert "MSA|CR|1" in ack and "no receiver" in ack
+        assert "MSA|CA|1" in ack
         writer.close()
         await writer.wait_closed()
+        deadline = time.monotonic() + 10
+        async with aiohttp.ClientSession() as session:
+            while True:
+                async with session.get(f"{url}/readyz") as response:
+                    channels = (await response.json()).get("channels", {})
+                if channels.get("unrouted", 0) >= 1 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+        assert channels.get("unrouted", 0) >= 1, channels  # queued for a channel that does not exist yet
     finally:
         await runner.cleanup()
 
