@@ -229,7 +229,7 @@ async def _readyz(request: web.Request) -> web.Response:
         "leader": app[LEADERSHIP].is_leader,
         "directory": services.directory.health() if services.directory else None,
     }
-    for (skill, _health), result in zip(checked, results[1:], strict=True):  # each skill's own view (e.g. channels: queued)
+    for (skill, _health), result in zip(checked, results[1:], strict=True):  # e.g. channels: queued posts
         if isinstance(result, BaseException):
             log.warning("skill health check failed", extra={"skill": skill.name, "error": type(result).__name__})
             body[skill.name] = {"ready": False}
