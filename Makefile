@@ -59,6 +59,8 @@ format: $(STAMP)
 # Retrieval quality and speed on tests/data/medquad (CC BY 4.0) and the bundled protocols; see the README.
 bench: $(STAMP)
 	$(BIN)/python tests/bench/retrieval_bench.py
+	$(BIN)/python tests/bench/outbox_bench.py
+	$(BIN)/python tests/bench/mllp_bench.py --seconds 60
 
 # Regenerate requirements.lock (Linux, CPython 3.11) with pip-tools in a throwaway virtualenv.
 lock:
