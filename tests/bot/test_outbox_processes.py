@@ -38,7 +38,7 @@ def database(postgres_url: str) -> str:
 async def start_bot(url: str, tmp_path: Path, name: str) -> asyncio.subprocess.Process:
     """`wardline serve` as operators run it, configured only through the environment."""
     folder = tmp_path / name
-    library = folder / "protocols"  # one small document: these tests are about delivery, not indexing
+    library = tmp_path / "protocols"  # replicas share one folder (one document: these tests are about delivery)
     library.mkdir(parents=True, exist_ok=True)
     (library / "falls.md").write_text("# Falls\n## Bed safety\nKeep the bed at its lowest height.\n")
     env = {

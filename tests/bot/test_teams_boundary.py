@@ -140,6 +140,7 @@ async def test_repeated_server_errors_go_to_the_outbox(start_bot: BotFactory, fa
 
 async def test_without_an_outbox_the_user_is_told_plainly(start_bot: BotFactory, faulty: FaultyConnector) -> None:
     bot = await start_bot()
+    bot.app[ENDPOINT].bot.notifier = None  # as if the host had no outbox
     faulty.faults = [(200, None), (429, "30")]
     status, _ = await bot.post(teams_message(QUESTION, faulty.url))
     assert status == 201
@@ -148,6 +149,20 @@ async def test_without_an_outbox_the_user_is_told_plainly(start_bot: BotFactory,
     faulty.faults = [(200, None), (429, "30")]
     await bot.post(teams_message("패혈성 쇼크에서 목표 평균동맥압은 얼마인가요?", faulty.url, locale="ko-KR"))
     assert faulty.messages()[-1].text == UNDELIVERED["ko"]
+
+
+async def test_the_hosts_outbox_delivers_a_reply_the_connector_throttled_past_the_window(
+    start_bot: BotFactory, faulty: FaultyConnector
+) -> None:
+    bot = await start_bot(reply_window_s=1.0)
+    faulty.faults = [(200, None), (429, "3")]  # typing goes through; the answer is throttled past the turn's window
+    status, _ = await bot.post(teams_message(QUESTION, faulty.url))
+    assert status == 201
+    deadline = asyncio.get_running_loop().time() + 20
+    while not answers(faulty) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    assert len(answers(faulty)) == 1  # delivered once, by the outbox worker after Retry-After
+    assert UNDELIVERED["en"] not in [s.text for s in faulty.messages()]
 
 
 async def test_a_refused_reply_is_not_queued(start_bot: BotFactory, faulty: FaultyConnector) -> None:
