@@ -80,7 +80,7 @@ class ProtocolAssistant:
 
     async def retrieve(self, question: str, history: Sequence[ChatTurn] = ()) -> list[Hit]:
         """Covered hits for the question; a short follow-up borrows the previous question's words."""
-        retriever = self.library.retriever
+        retriever = await self.library.current()  # reloads first when another replica changed the library
         question = without_identifiers(question)  # record numbers and the like only dilute the search
         hits = await retriever.search(question, self.options.top_k)
         covered = [h for h in hits if retriever.is_covered(h)]
