@@ -83,7 +83,7 @@ class ProtocolAssistant:
         retriever = await self.library.current()  # reloads first when another replica changed the library
         question = without_identifiers(question)  # record numbers and the like only dilute the search
         hits = await retriever.search(question, self.options.top_k)
-        covered = [h for h in hits if retriever.is_covered(h)]
+        covered = retriever.answerable(hits)
         if not covered and history and sum(retriever.key_terms(question).values()) <= FOLLOW_UP_MAX_TERMS:
             # "what about children?": read it with the previous question, but keep only sections that also
             # speak to something in the new question, so an unrelated question does not inherit the old topic.

@@ -50,6 +50,7 @@ class RetrievalSettings:
     title_weight: float = 2.0  # how much a word in the title / section path counts against one in the body
     dense_weight: float = 0.4  # share of the fused score from the dense side (medquad: 0.3-0.5 all beat either side)
     term_bridging: bool = True  # look for glossary terms in the other language too (Korean <-> English)
+    relative_coverage: float = 0.6  # a covered section also needs this share of the best section's coverage
     untranslated_weight: float = 0.7  # coverage weight of an unbridged word against an other-language section
     bigram_weight: float = 0.5  # Korean character bigrams against whole words and morphemes (bundled set, tune)
     candidates: int = 100  # per side, before fusion
@@ -404,9 +405,32 @@ class HybridRetriever:
         fused[candidates] = (1.0 - w) * lex + w * den + 1e-6  # candidates always outrank the rest
         return fused
 
+    def answerable(self, hits: Sequence[Hit]) -> list[Hit]:
+        """The covered hits that are close to the best one: a section that covers a question only half as well as
+        the best section is from another protocol that shares a few words, and is not quoted alongside it."""
+        covered = [h for h in hits if self.is_covered(h) and not is_reference_list(h.chunk)]
+        if not covered:
+            return []
+        best = max(h.coverage for h in covered)
+        floor = self.similarity_floor
+        return [
+            h
+            for h in covered
+            if h.coverage >= best * self.settings.relative_coverage or (h.dense > 0 and h.dense >= floor)
+        ]
+
     def is_covered(self, hit: Hit) -> bool:
         """Whether a hit is relevant enough to answer from: its concepts (either language) or its meaning."""
         return hit.coverage >= self.settings.min_coverage or (hit.dense > 0 and hit.dense >= self.similarity_floor)
+
+
+_REFERENCES = re.compile(r"^\s*(?:\d+[.)]?\s*)?(references?|bibliography|sources|참고\s*문헌|참고\s*자료|출처)\s*$", re.I)
+
+
+def is_reference_list(chunk: Chunk) -> bool:
+    """A References / 참고 문헌 section: it names sources (often in the other language) and answers nothing."""
+    last = chunk.section.split(" › ")[-1]
+    return bool(_REFERENCES.match(last))
 
 
 def _mostly_korean(text: str) -> bool:
