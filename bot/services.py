@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def choose_embedder(settings: Settings, azure: AzureOpenAIClient | None) -> Embedder | None:
-    """Azure embeddings when configured, else the local MiniLM when installed, else none (lexical only)."""
+    """Azure embeddings when configured, else the local multilingual e5 when installed, else none (lexical only)."""
     mode = settings.embeddings
     if mode in ("azure", "auto") and azure is not None and settings.azure_embeddings_configured:
         return AzureEmbedder(azure)
@@ -48,6 +48,7 @@ class Services:
     azure: AzureOpenAIClient | None = field(default=None)
 
     async def close(self) -> None:
+        await self.library.close()  # stop a background embedding run
         if self.azure is not None:
             await self.azure.close()
         await self.store.close()
