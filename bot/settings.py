@@ -83,7 +83,7 @@ OPTIONS: tuple[Option, ...] = (
         "WARDLINE_MIN_SIMILARITY",
         "min_similarity",
         "",
-        "Dense similarity that also makes a section answerable; empty: the model's own calibration (local e5 0.86).",
+        "Dense similarity that alone makes a section answerable; empty: the model's own (local e5: never alone).",
     ),
     Option("WARDLINE_RESYNC_SECONDS", "resync_seconds", "900", "How often the protocol folder is re-read; 0: never."),
     Option("WARDLINE_ANSWER_TIMEOUT_S", "answer_timeout_s", "8", "Time budget for generating one answer, seconds."),

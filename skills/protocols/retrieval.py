@@ -55,7 +55,7 @@ class RetrievalSettings:
     bigram_weight: float = 0.5  # Korean character bigrams against whole words and morphemes (bundled set, tune)
     candidates: int = 100  # per side, before fusion
     min_coverage: float = 0.35  # below this (lexical) and below min_similarity (dense): "not covered"
-    min_similarity: float | None = None  # None: the embedder's own calibrated floor (e5 0.86, MiniLM 0.35)
+    min_similarity: float | None = None  # None: the embedder's own calibration (e5: none, MiniLM 0.35)
     max_query_chars: int = 2000  # analysed length of a question: a pasted novel costs no more than a paragraph
 
 
@@ -301,10 +301,12 @@ class HybridRetriever:
         return int(self.has_vector.sum()) if self.dense.matrix is not None else 0
 
     @property
-    def similarity_floor(self) -> float:
+    def similarity_floor(self) -> float | None:
+        """Dense similarity that alone makes a section answerable; None: never (the model cannot tell)."""
         if self.settings.min_similarity is not None:
             return self.settings.min_similarity
-        return float(getattr(self.embedder, "similarity_floor", DEFAULT_SIMILARITY_FLOOR))
+        floor = getattr(self.embedder, "similarity_floor", DEFAULT_SIMILARITY_FLOOR)
+        return None if floor is None else float(floor)
 
     def uses_dense_for(self, query: str) -> bool:
         if self.dense.matrix is None or self.embedder is None:
@@ -416,15 +418,21 @@ class HybridRetriever:
         return [
             h
             for h in covered
-            if h.coverage >= best * self.settings.relative_coverage or (h.dense > 0 and h.dense >= floor)
+            if h.coverage >= best * self.settings.relative_coverage
+            or (floor is not None and h.dense > 0 and h.dense >= floor)
         ]
 
     def is_covered(self, hit: Hit) -> bool:
         """Whether a hit is relevant enough to answer from: its concepts (either language) or its meaning."""
-        return hit.coverage >= self.settings.min_coverage or (hit.dense > 0 and hit.dense >= self.similarity_floor)
+        floor = self.similarity_floor
+        if hit.coverage >= self.settings.min_coverage:
+            return True
+        return floor is not None and hit.dense > 0 and hit.dense >= floor
 
 
-_REFERENCES = re.compile(r"^\s*(?:\d+[.)]?\s*)?(references?|bibliography|sources|참고\s*문헌|참고\s*자료|출처)\s*$", re.I)
+_REFERENCES = re.compile(
+    r"^\s*(?:\d+[.)]?\s*)?(references?|bibliography|sources|참고\s*문헌|참고\s*자료|출처)\s*$", re.IGNORECASE
+)
 
 
 def is_reference_list(chunk: Chunk) -> bool:

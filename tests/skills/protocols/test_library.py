@@ -14,8 +14,8 @@ import pytest
 from bot.storage import SqlStore
 from skills.core.fakes import HashEmbedder, MemoryStore
 from skills.core.ports import LLMError, Store
-from skills.protocols.documents import NOT_A_PROTOCOL
 from skills.protocols.chunking import Chunk
+from skills.protocols.documents import NOT_A_PROTOCOL
 from skills.protocols.library import CHUNKS, DOCS, VECTORS, ProtocolLibrary, decode_vector, embedding_text
 
 SEPSIS = """\
