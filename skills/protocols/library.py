@@ -145,7 +145,17 @@ class ProtocolLibrary:
         """Compute missing vectors in the background (at most one run at a time)."""
         if not self._missing_vectors() or (self._embedding is not None and not self._embedding.done()):
             return
-        self._embedding = asyncio.create_task(self._embed_missing(), name="protocols.embedding")
+        self._embedding = asyncio.create_task(self._embed_until_done(), name="protocols.embedding")
+
+    async def _embed_until_done(self, passes: int = 3) -> int:
+        """Embed, and again if a re-sync added chunks meanwhile (a failing service stops it: the next sync retries)."""
+        total = 0
+        for _ in range(passes):
+            done = await self._embed_missing()
+            total += done
+            if not done or not self._missing_vectors():
+                break
+        return total
 
     async def wait_embedded(self) -> int:
         """Wait for a background embedding run; returns how many chunks it embedded."""
