@@ -33,8 +33,10 @@ async def test_resync_job_picks_up_a_new_protocol(
     bot = await start_bot(protocols_dir=folder, resync_seconds=600)
     services = bot.app[SERVICES]
     [skill] = services.skills
-    [job] = skill.jobs
-    assert job.id == "protocols.resync"
+    jobs = {j.id: j for j in skill.jobs}
+    assert jobs["protocols.refresh"].every_replica  # each replica checks the library generation
+    job = jobs["protocols.resync"]
+    assert not job.every_replica  # the leader re-reads the folder
     assert job.interval_seconds == 600
     scheduler = JobScheduler("Asia/Seoul")
     scheduler.add(job)

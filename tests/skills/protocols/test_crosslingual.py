@@ -92,6 +92,9 @@ async def test_a_cross_lingual_quote_is_content_not_the_reference_list(assistant
         answer = await assistant.answer(question)
         assert answer.citations
         assert not any(is_reference_list_section(c.section) for c in answer.citations)
+    restraints = await assistant.answer("How often should a patient in restraints be checked?")
+    assert "최소 1시간마다" in restraints.text  # the interval itself, quoted in the original Korean
+    assert restraints.citations[0].section.endswith("관찰 주기")
 
 
 def test_every_glossary_line_has_both_languages_and_analyses() -> None:
