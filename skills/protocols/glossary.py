@@ -26,6 +26,7 @@ class Concept:
     alternatives: tuple[Terms, ...]
     expansion: tuple[str, ...] = ()  # extra BM25 terms: the other forms (with Korean bigrams), not in the question
     bridged: bool = False  # True when a glossary entry matched
+    specific: bool = False  # a clinical topic ("central line"), not a generic word ("patient", "check")
 
     @property
     def terms(self) -> set[str]:
@@ -38,6 +39,7 @@ class Entry:
 
     korean: tuple[str, ...]
     english: tuple[str, ...]
+    generic: bool = False  # marked "~" in the file: common ward words that name no topic on their own
 
 
 def read_glossary(path: Path = GLOSSARY_FILE) -> list[Entry]:
@@ -46,14 +48,15 @@ def read_glossary(path: Path = GLOSSARY_FILE) -> list[Entry]:
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
-        korean, sep, english = line.partition("\t")
+        generic = line.startswith("~")
+        korean, sep, english = line.lstrip("~").partition("\t")
         if not sep:
             raise ValueError(f"{path.name}:{number}: expected Korean forms, a tab, English forms")
         ko = tuple(f.strip() for f in korean.split("|") if f.strip())
         en = tuple(f.strip() for f in english.split("|") if f.strip())
         if not ko or not en:
             raise ValueError(f"{path.name}:{number}: both languages need at least one form")
-        entries.append(Entry(ko, en))
+        entries.append(Entry(ko, en, generic))
     return entries
 
 
@@ -66,6 +69,7 @@ class Bridge:
         self._patterns: dict[Terms, list[int]] = {}
         self._alternatives: list[tuple[Terms, ...]] = []
         self._expansions: list[tuple[str, ...]] = []
+        self._specific: list[bool] = []
         for entry in entries if entries is not None else _default_entries():
             forms = [*entry.korean, *entry.english]
             keyed = [tuple(analyzer.key_terms(f)) for f in forms]
@@ -78,6 +82,7 @@ class Bridge:
             for form in forms:
                 expansion.extend(analyzer.terms(form))
             self._expansions.append(tuple(dict.fromkeys(expansion)))
+            self._specific.append(not entry.generic)
             for pattern in alternatives:
                 self._patterns.setdefault(pattern, []).append(index)
         self._longest = max((len(p) for p in self._patterns), default=0)
@@ -95,7 +100,8 @@ class Bridge:
                     alternatives = tuple(dict.fromkeys(a for n in indexes for a in self._alternatives[n]))
                     own = set(pattern)
                     expansion = tuple(dict.fromkeys(t for n in indexes for t in self._expansions[n] if t not in own))
-                    concepts.append(Concept(alternatives, expansion, bridged=True))
+                    specific = any(self._specific[n] for n in indexes)
+                    concepts.append(Concept(alternatives, expansion, bridged=True, specific=specific))
                     i += size
                     break
             else:

@@ -39,6 +39,7 @@ class Hit:
     lexical: float  # raw BM25
     dense: float  # cosine similarity, 0 when no vectors
     coverage: float  # share of the query's IDF mass found in the chunk, 0..1
+    key_concept: bool = True  # holds the question's most specific glossary concept (when it has one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +72,11 @@ class LexicalIndex:
         self.weights: sparse.csc_matrix = sparse.csc_matrix((0, 0), dtype=np.float32)
         self.size = 0
         self.korean: BoolArray = np.zeros(0, dtype=bool)  # per document: mostly Korean text
+        self.groups: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)  # per row: which source it was cut from
 
-    def build(self, fields: Sequence[tuple[str, str]]) -> None:
-        """Index (title, body) pairs; the row number is the document number."""
+    def build(self, fields: Sequence[tuple[str, str]], groups: Sequence[int] | None = None) -> None:
+        """Index (title, body) pairs; the row number is the document number; groups name each row's source."""
+        self.groups = np.asarray(groups if groups is not None else range(len(fields)), dtype=np.int64)
         weight = self.settings.title_weight
         rows: list[int] = []
         cols: list[int] = []
@@ -127,6 +130,32 @@ class LexicalIndex:
                 total += best
         return total
 
+    def key_concept(self, concepts: Sequence[Concept]) -> BoolArray:
+        """Which documents hold the question's most specific clinical concept: the rarest topic concept of the
+        glossary (not one of its generic ward words) that some document mentions. A section that lacks it speaks about
+        something else that shares the question's generic words ("how often", "patient", "check"), whatever its
+        coverage. All True when no topic concept matched."""
+        best: tuple[float, BoolArray] | None = None
+        for concept in concepts:
+            if not concept.specific:
+                continue
+            present = self._present(concept)
+            df = len(np.unique(self.groups[present]))  # documents, not chunks: a long protocol counts once
+            if df and (best is None or df < best[0]):
+                best = (df, present)
+        return best[1] if best is not None else np.ones(self.size, dtype=bool)
+
+    def _present(self, concept: Concept) -> BoolArray:
+        present = np.zeros(self.size, dtype=bool)
+        for alternative in concept.alternatives:
+            ids = [self.vocabulary.get(t) for t in alternative]
+            if any(i is None for i in ids):
+                continue
+            known = [i for i in ids if i is not None]
+            counts = np.asarray((self.weights[:, known] > 0).sum(axis=1)).ravel()
+            present |= counts == len(known)
+        return present
+
     def concept_coverage(self, concepts: Sequence[Concept]) -> FloatArray:
         """For every document, the IDF-weighted share of the question's concepts it holds in any of their forms.
 
@@ -140,14 +169,7 @@ class LexicalIndex:
         total = np.zeros(n, dtype=np.float32)
         covered = np.zeros(n, dtype=np.float32)
         for concept in concepts:
-            present = np.zeros(n, dtype=bool)
-            for alternative in concept.alternatives:
-                ids = [self.vocabulary.get(t) for t in alternative]
-                if any(i is None for i in ids):
-                    continue
-                known = [i for i in ids if i is not None]
-                counts = np.asarray((self.weights[:, known] > 0).sum(axis=1)).ravel()
-                present |= counts == len(known)
+            present = self._present(concept)
             df = float(present.sum())
             weight = np.float32(math.log1p((n - df + 0.5) / (df + 0.5)))
             if concept.bridged:
@@ -259,7 +281,11 @@ class HybridRetriever:
         self.analyzer = analyzer or Analyzer()
         self._bridge = bridge  # built on first use, in a worker thread (it may load Kiwi)
         self.lexical = LexicalIndex(self.analyzer, self.settings)
-        self.lexical.build([(f"{c.title}\n{c.section}", c.text) for c in self.chunks])
+        sources: dict[str, int] = {}
+        self.lexical.build(
+            [(f"{c.title}\n{c.section}", c.text) for c in self.chunks],
+            [sources.setdefault(c.source, len(sources)) for c in self.chunks],
+        )
         self.embedder = embedder
         self.dense_languages = dense_languages
         self.dense = DenseIndex()
@@ -367,6 +393,7 @@ class HybridRetriever:
         top = _top_k(fused, k)
         top = [i for i in top if fused[i] > 0 or (dense is not None and self.has_vector[i])]
         coverage_all = self.lexical.concept_coverage(query.concepts)
+        key = self.lexical.key_concept(query.concepts)
         return [
             Hit(
                 chunk=self.chunks[i],
@@ -374,6 +401,7 @@ class HybridRetriever:
                 lexical=float(lexical[i]),
                 dense=float(dense[i]) if dense is not None else 0.0,
                 coverage=float(coverage_all[i]),
+                key_concept=bool(key[i]),
             )
             for i in top
         ]
@@ -425,6 +453,8 @@ class HybridRetriever:
     def is_covered(self, hit: Hit) -> bool:
         """Whether a hit is relevant enough to answer from: its concepts (either language) or its meaning."""
         floor = self.similarity_floor
+        if not hit.key_concept:
+            return False
         if hit.coverage >= self.settings.min_coverage:
             return True
         return floor is not None and hit.dense > 0 and hit.dense >= floor
