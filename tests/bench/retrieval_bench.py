@@ -316,7 +316,10 @@ def peak_rss_mb() -> float:
 
 def synthetic_chunks(n: int) -> list[Chunk]:
     """n chunks cut from MedQuAD passages (about 500 characters each, cycling through the corpus)."""
-    base = read_beir_corpus(MEDQUAD / "corpus.jsonl", max_chars=500)
+    corpus = MEDQUAD / "corpus.jsonl"
+    if not corpus.exists():
+        corpus = MEDQUAD_KO / "corpus.jsonl"  # the same passages, copied for CI
+    base = read_beir_corpus(corpus, max_chars=500)
     chunks = []
     for i in range(n):
         source = base[i % len(base)]
