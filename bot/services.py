@@ -35,7 +35,7 @@ SkillFactory = Callable[[Context], Skill]
 
 
 def choose_embedder(settings: Settings, azure: AzureOpenAIClient | None) -> Embedder | None:
-    """Azure embeddings when configured, else the local MiniLM when installed, else none (lexical only)."""
+    """Azure embeddings when configured, else the local multilingual e5 when installed, else none (lexical only)."""
     mode = settings.embeddings
     if mode in ("azure", "auto") and azure is not None and settings.azure_embeddings_configured:
         from bot.llm import AzureEmbedder
@@ -77,6 +77,7 @@ class Services:
     delivery: Delivery | None = None  # the outbox behind Context.notifier; the web app starts its worker
 
     async def close(self) -> None:
+        await self.library.close()  # stop a background embedding run
         if self.delivery is not None:
             await self.delivery.close()
         if self.graph is not None:

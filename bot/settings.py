@@ -87,8 +87,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "WARDLINE_MIN_SIMILARITY",
         "min_similarity",
-        "0.35",
-        "Dense similarity that also makes a section answerable (calibrated on MiniLM; retune for Azure models).",
+        "",
+        "Dense similarity that alone makes a section answerable; empty: the model's own (local e5: never alone).",
     ),
     Option("WARDLINE_RESYNC_SECONDS", "resync_seconds", "900", "How often the protocol folder is re-read; 0: never."),
     Option("WARDLINE_ANSWER_TIMEOUT_S", "answer_timeout_s", "8", "Time budget for generating one answer, seconds."),
@@ -257,7 +257,7 @@ class Settings:
     protocols_base_url: str = ""
     embeddings: str = "auto"
     min_coverage: float = 0.35
-    min_similarity: float = 0.35
+    min_similarity: float | None = None  # None: the embedder's own calibrated floor
     resync_seconds: int = 900
     answer_timeout_s: float = 8.0
     llm_request_timeout_s: float = 6.0
@@ -424,7 +424,7 @@ class Settings:
             protocols_base_url=base_url,
             embeddings=embeddings,
             min_coverage=number("min_coverage", float, 0, 1),
-            min_similarity=number("min_similarity", float, 0, 1),
+            min_similarity=number("min_similarity", float, 0, 1) if raw["min_similarity"] else None,
             resync_seconds=number("resync_seconds", int, 0, 7 * 24 * 3600),
             answer_timeout_s=number("answer_timeout_s", float, 1, 60),
             llm_request_timeout_s=number("llm_request_timeout_s", float, 0.5, 120),

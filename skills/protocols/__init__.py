@@ -35,7 +35,7 @@ def create_skill(context: Context, library: ProtocolLibrary, folder: Path) -> Sk
     )
 
     async def resync() -> None:
-        report = await library.sync(folder)
+        report = await library.sync(folder, wait_for_vectors=False)  # lexical now, vectors join in the background
         if report.changed or report.failed:
             log.info(
                 "protocol library synced",
@@ -46,6 +46,12 @@ def create_skill(context: Context, library: ProtocolLibrary, folder: Path) -> Sk
                     "failed": len(report.failed),
                 },
             )
+
+    async def refresh() -> None:
+        await library.refresh()  # one small read; a reload only when another replica changed the library
+
+    async def health() -> dict[str, object]:
+        return library.status()
 
     jobs = []
     interval = int(options.get("resync_seconds", 900))
@@ -64,6 +70,17 @@ def create_skill(context: Context, library: ProtocolLibrary, folder: Path) -> Sk
             misfire_grace_seconds=6 * 3600,
         )
     )
+    check = int(options.get("library_check_seconds", 5))
+    if check > 0:
+        jobs.append(
+            Job(
+                id="protocols.refresh",
+                func=refresh,
+                interval_seconds=check,
+                misfire_grace_seconds=check,
+                every_replica=True,
+            )
+        )
     return Skill(
         name="protocols",
         description="Answers from the hospital's protocols, with numbered sources",
@@ -81,6 +98,7 @@ def create_skill(context: Context, library: ProtocolLibrary, folder: Path) -> Sk
         on_feedback=assistant.on_feedback,
         jobs=jobs,
         startup=resync,
+        health=health,
     )
 
 

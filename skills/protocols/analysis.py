@@ -57,6 +57,11 @@ class Analyzer:
         self._korean_morphemes = korean_morphemes
         self._korean_bigrams = korean_bigrams
 
+    @property
+    def config(self) -> tuple[bool, bool]:
+        """What changes the terms this analyzer produces (analyzers with the same config are interchangeable)."""
+        return (self._korean_morphemes, self._korean_bigrams)
+
     def terms(self, text: str) -> list[str]:
         """Index terms of a text, in order, with repeats (term frequency matters)."""
         lowered = text.lower()

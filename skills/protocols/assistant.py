@@ -109,10 +109,10 @@ class ProtocolAssistant:
         sections of the protocols the previous answer cited that the new question alone also passes the coverage
         test for: an unrelated question never looks covered because of what was asked before.
         """
-        retriever = self.library.retriever
+        retriever = await self.library.current()  # reloads first when another replica changed the library
         question = without_identifiers(question, self.names())
         hits = await retriever.search(question, self.options.top_k)
-        covered = [h for h in hits if retriever.is_covered(h)]
+        covered = retriever.answerable(hits)
         if not covered and history and sum(retriever.key_terms(question).values()) <= FOLLOW_UP_MAX_TERMS:
             previous = without_identifiers(history[-1].question, self.names())
             hits = await retriever.search(f"{previous} {question}", self.options.top_k)
@@ -266,7 +266,8 @@ class ProtocolAssistant:
         retriever = self.library.retriever
         closest = await retriever.search(without_identifiers(question, self.names()), 10)
         min_coverage = retriever.settings.min_coverage * CLOSEST_SHARE
-        min_similarity = retriever.settings.min_similarity * CLOSEST_SHARE
+        floor = retriever.similarity_floor  # None: the model's similarity never decides relatedness alone
+        min_similarity = floor * CLOSEST_SHARE if floor is not None else 0.0
         titles: list[str] = []
         for hit in closest:
             related = (hit.lexical > 0 and hit.coverage >= min_coverage) or (hit.dense >= min_similarity > 0)

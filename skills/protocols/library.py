@@ -1,10 +1,17 @@
-"""The protocol library: ingest a folder into the Store (only what changed) and serve a retriever snapshot."""
+"""The protocol library: ingest a folder into the Store (only what changed) and serve a retriever snapshot.
+
+Lexical search is ready as soon as the chunks are stored; the dense side joins document by document as vectors are
+computed in the background. A generation record in the Store moves on every change, so every replica reloads.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +23,15 @@ from skills.core.ports import Embedder, LLMError, Store
 from skills.protocols.analysis import Analyzer
 from skills.protocols.chunking import Chunk, chunk_document
 from skills.protocols.documents import DocumentError, content_hash, iter_protocol_files, load_document
-from skills.protocols.retrieval import HybridRetriever, RetrievalSettings
+from skills.protocols.retrieval import DenseIndex, HybridRetriever, RetrievalSettings
 
 log = logging.getLogger(__name__)
 
 DOCS = "protocols.docs"
 CHUNKS = "protocols.chunks"
 VECTORS = "protocols.vectors"
+META = "protocols.meta"
+GENERATION = "generation"  # key in META: {"id": <random hex>} rewritten on every change to chunks or vectors
 
 Progress = Callable[[str, int, int], None]  # (file, done, total)
 
@@ -66,22 +75,38 @@ class ProtocolLibrary:
         settings: RetrievalSettings | None = None,
         analyzer: Analyzer | None = None,
         embed_batch: int = 64,
+        check_seconds: float = 3.0,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.settings = settings or RetrievalSettings()
         self.analyzer = analyzer or Analyzer()
         self.embed_batch = embed_batch
+        self.check_seconds = check_seconds  # how stale a replica may be before answering checks the generation
         self._retriever = HybridRetriever([], analyzer=self.analyzer, settings=self.settings)
         self._loaded = False
         self._lock = asyncio.Lock()
+        self._generation: str | None = None
+        self._checked_at = float("-inf")
+        self._embedding: asyncio.Task[int] | None = None
 
     @property
     def retriever(self) -> HybridRetriever:
         return self._retriever
 
-    async def sync(self, folder: Path, progress: Progress | None = None) -> SyncReport:
-        """Ingest new and changed files, drop vanished ones, then rebuild the retriever."""
+    @property
+    def generation(self) -> str | None:
+        """The generation this replica's snapshot was built from."""
+        return self._generation
+
+    async def sync(
+        self, folder: Path, progress: Progress | None = None, *, wait_for_vectors: bool = True
+    ) -> SyncReport:
+        """Ingest new and changed files, drop vanished ones, then rebuild the retriever.
+
+        With wait_for_vectors=False the call returns once lexical search is ready and missing vectors are computed
+        in the background (the bot's start-up: answers within seconds on any folder).
+        """
         async with self._lock:
             report = SyncReport()
             if not await asyncio.to_thread(folder.is_dir):
@@ -99,13 +124,49 @@ class ProtocolLibrary:
             for source in sorted(set(known) - seen):
                 await self._remove(source)
                 report.removed.append(source)
-            if report.changed or not self._loaded or self._retriever.mode != "hybrid":
-                # Otherwise every chunk already has a vector: skip reading them all back from the store.
-                report.embedded = await self._embed_missing()
-            if report.changed or report.embedded or not self._loaded:
+            if report.changed:
+                await self._bump_generation()
+            if report.changed or not self._loaded:
                 await self._reload()  # an unchanged folder (the usual scheduled re-sync) costs a scan, not a rebuild
-            report.chunks = len(self._retriever.chunks)
-            return report
+        if wait_for_vectors:
+            if self._embedding is not None and not self._embedding.done():
+                report.embedded = await asyncio.shield(self._embedding)
+            if self._missing_vectors():
+                report.embedded += await self._embed_missing()
+        else:
+            self.start_embedding()
+        report.chunks = len(self._retriever.chunks)
+        return report
+
+    def _missing_vectors(self) -> bool:
+        return self.embedder is not None and self._retriever.embedded < len(self._retriever.chunks)
+
+    def start_embedding(self) -> None:
+        """Compute missing vectors in the background (at most one run at a time)."""
+        if not self._missing_vectors() or (self._embedding is not None and not self._embedding.done()):
+            return
+        self._embedding = asyncio.create_task(self._embed_until_done(), name="protocols.embedding")
+
+    async def _embed_until_done(self, passes: int = 3) -> int:
+        """Embed, and again if a re-sync added chunks meanwhile (a failing service stops it: the next sync retries)."""
+        total = 0
+        for _ in range(passes):
+            done = await self._embed_missing()
+            total += done
+            if not done or not self._missing_vectors():
+                break
+        return total
+
+    async def wait_embedded(self) -> int:
+        """Wait for a background embedding run; returns how many chunks it embedded."""
+        return await self._embedding if self._embedding is not None else 0
+
+    async def close(self) -> None:
+        """Stop a background embedding run (what it stored so far is kept)."""
+        if self._embedding is not None and not self._embedding.done():
+            self._embedding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._embedding
 
     async def _sync_file(self, path: Path, source: str, previous: dict[str, object] | None, report: SyncReport) -> None:
         try:
@@ -145,57 +206,150 @@ class ProtocolLibrary:
         await self.store.delete(DOCS, source)
 
     async def _embed_missing(self, progress: Progress | None = None) -> int:
-        """Compute vectors for chunks that have none from the current embedder."""
+        """Compute vectors for the snapshot's chunks that have none, document by document.
+
+        Each document's vectors join the live retriever as soon as they are stored. The model runs outside the
+        library lock; before storing, the chunks are checked against the Store so a document re-ingested meanwhile
+        never gets vectors of its old text.
+        """
         if self.embedder is None:
             return 0
         model = self.embedder.name
-        have = {key for key, value in await self.store.scan(VECTORS) if value.get("model") == model}
-        missing = [Chunk.from_record(k, v) for k, v in await self.store.scan(CHUNKS) if k not in have]
+        snapshot = self._retriever
+        missing = [c for c, has in zip(snapshot.chunks, snapshot.has_vector, strict=True) if not has]
+        by_source: dict[str, list[Chunk]] = {}
+        for chunk in missing:
+            by_source.setdefault(chunk.source, []).append(chunk)
         done = 0
-        for start in range(0, len(missing), self.embed_batch):
-            batch = missing[start : start + self.embed_batch]
+        for source, chunks in by_source.items():
+            vectors: list[list[float]] = []
             try:
-                vectors = await self.embedder.embed([embedding_text(c) for c in batch])
+                for start in range(0, len(chunks), self.embed_batch):
+                    batch = chunks[start : start + self.embed_batch]
+                    vectors.extend(await self.embedder.embed([embedding_text(c) for c in batch]))
             except LLMError as exc:
                 log.warning("embedding failed; serving lexical results", extra={"reason": str(exc)})
-                return done
-            await self.store.put_many(
-                VECTORS,
-                [
-                    (chunk.key, {"model": model, "vector": encode_vector(vector)})
-                    for chunk, vector in zip(batch, vectors, strict=True)
-                ],
-            )
-            done += len(batch)
+                break
+            async with self._lock:
+                current = {k: Chunk.from_record(k, v) for k, v in await self.store.scan(CHUNKS, f"{source}#")}
+                fresh = [(c, v) for c, v in zip(chunks, vectors, strict=True) if current.get(c.key) == c]
+                await self.store.put_many(
+                    VECTORS, [(c.key, {"model": model, "vector": encode_vector(v)}) for c, v in fresh]
+                )
+                self._join_vectors(fresh)
+            done += len(fresh)
             if progress:
                 progress("embedding", done, len(missing))
+        if done:
+            async with self._lock:
+                await self._bump_generation()  # peers pick the new vectors up on their next check
         return done
 
+    def _join_vectors(self, fresh: Sequence[tuple[Chunk, Sequence[float]]]) -> None:
+        """Add vectors to the live snapshot (when it still holds these chunks)."""
+        retriever = self._retriever
+        positions = {c.key: i for i, c in enumerate(retriever.chunks)}
+        rows = [(positions[c.key], v) for c, v in fresh if retriever.chunks[positions.get(c.key, 0)] == c]
+        if not rows:
+            return
+        size = len(rows[0][1])
+        matrix = retriever.dense.matrix
+        if matrix is None or matrix.shape[1] != size:
+            matrix = np.zeros((len(retriever.chunks), size), dtype=np.float32)
+            mask = np.zeros(len(retriever.chunks), dtype=bool)
+        else:
+            matrix = matrix.copy()
+            mask = retriever.has_vector.copy()
+        for row, vector in rows:
+            matrix[row] = DenseIndex.normalise(vector)[0]
+            mask[row] = True
+        self._retriever = retriever.with_vectors(matrix, mask)
+
+    async def _bump_generation(self) -> None:
+        self._generation = uuid.uuid4().hex
+        await self.store.put(META, GENERATION, {"id": self._generation})
+
+    async def _stored_generation(self) -> str | None:
+        record = await self.store.get(META, GENERATION)
+        return str(record["id"]) if record and "id" in record else None
+
     async def _reload(self) -> None:
+        generation = await self._stored_generation()
         chunks = [Chunk.from_record(k, v) for k, v in await self.store.scan(CHUNKS)]
         vectors = None
+        mask = None
         if self.embedder is not None and chunks:
             stored = {k: v for k, v in await self.store.scan(VECTORS) if v.get("model") == self.embedder.name}
-            if all(c.key in stored for c in chunks):
-                vectors = np.stack([decode_vector(str(stored[c.key]["vector"])) for c in chunks])
-        self._loaded = True
-        self._retriever = await asyncio.to_thread(
+            if stored:
+                mask = np.fromiter((c.key in stored for c in chunks), dtype=bool, count=len(chunks))
+                decoded = {k: decode_vector(str(v["vector"])) for k, v in stored.items()}
+                size = len(next(iter(decoded.values())))
+                vectors = np.zeros((len(chunks), size), dtype=np.float32)
+                for i, chunk in enumerate(chunks):
+                    if chunk.key in decoded and len(decoded[chunk.key]) == size:
+                        vectors[i] = decoded[chunk.key]
+                    else:
+                        mask[i] = False
+        retriever = await asyncio.to_thread(
             HybridRetriever,
             chunks,
             analyzer=self.analyzer,
             settings=self.settings,
             embedder=self.embedder,
             vectors=vectors,
+            has_vector=mask,
             dense_languages=self.embedder.languages if self.embedder is not None else None,
         )
+        await asyncio.to_thread(getattr, retriever, "bridge")  # build the glossary now, not in the first question
+        self._retriever = retriever
+        self._loaded = True
+        self._generation = generation
+        self._checked_at = time.monotonic()
+
+    async def refresh(self) -> bool:
+        """Reload when another replica changed the library (the generation moved). Returns True on a reload."""
+        self._checked_at = time.monotonic()
+        stored = await self._stored_generation()
+        if stored == self._generation and self._loaded:
+            return False
+        async with self._lock:
+            if await self._stored_generation() == self._generation and self._loaded:
+                return False
+            await self._reload()
+        log.info("protocol library reloaded after a change elsewhere", extra={"chunks": len(self._retriever.chunks)})
+        return True
+
+    async def current(self) -> HybridRetriever:
+        """The retriever to answer from, checking the generation first when the last check is a few seconds old."""
+        if time.monotonic() - self._checked_at >= self.check_seconds:
+            try:
+                await self.refresh()
+            except Exception:  # the store is briefly unreachable: answer from the snapshot we have
+                log.warning("could not check the protocol library generation", exc_info=True)
+        return self._retriever
+
+    def status(self) -> dict[str, object]:
+        """What /readyz shows: lexical readiness and how far the dense side has got."""
+        retriever = self._retriever
+        body: dict[str, object] = {
+            "ready": self._loaded,
+            "protocols": "indexed" if self._loaded else "indexing",
+            "chunks": len(retriever.chunks),
+            "retrieval": retriever.mode,
+        }
+        if self.embedder is not None:
+            body["embedded"] = f"{retriever.embedded}/{len(retriever.chunks)}"
+            body["embedding_model"] = self.embedder.name
+        return body
 
     async def index_chunks(self, chunks: Sequence[Chunk], progress: Progress | None = None) -> None:
         """Replace the whole library with ready-made chunks (evaluation corpora), embedding them if configured."""
         async with self._lock:
             await self.store.replace_prefix(CHUNKS, "", [(c.key, c.to_record()) for c in chunks])
             await self.store.replace_prefix(VECTORS, "", [])
-            await self._embed_missing(progress)
+            await self._bump_generation()
             await self._reload()
+        await self._embed_missing(progress)
 
     async def load(self) -> None:
         """Build the retriever from what the Store already holds (no folder scan)."""

@@ -33,7 +33,11 @@ async def test_resync_job_picks_up_a_new_protocol(
     bot = await start_bot(protocols_dir=folder, resync_seconds=600)
     services = bot.app[SERVICES]
     skill = next(s for s in services.skills if s.name == "protocols")
-    job = next(j for j in skill.jobs if j.id == "protocols.resync")  # the retention job is the other one
+    jobs = {j.id: j for j in skill.jobs}
+    assert jobs["protocols.refresh"].every_replica  # each replica checks the library generation
+    assert not jobs["protocols.retention"].every_replica  # the leader purges
+    job = jobs["protocols.resync"]
+    assert not job.every_replica  # the leader re-reads the folder
     assert job.interval_seconds == 600
     scheduler = JobScheduler("Asia/Seoul")
     scheduler.add(job)

@@ -172,6 +172,7 @@ async def test_azure_embeddings_make_retrieval_hybrid_in_both_languages(
     bot = await start(
         start_bot, fake_azure_openai, openai_embedding_deployment="embed", embeddings="azure", streaming=False
     )
+    await bot.app[SERVICES].library.wait_embedded()  # lexical answers at once; vectors join in the background
     retriever = bot.app[SERVICES].library.retriever
     assert retriever.mode == "hybrid"
     assert retriever.uses_dense_for("패혈성 쇼크의 목표 평균동맥압은?")  # a multilingual model serves Korean too

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 from collections.abc import AsyncIterator, Sequence
@@ -13,8 +14,9 @@ import pytest
 from bot.storage import SqlStore
 from skills.core.fakes import HashEmbedder, MemoryStore
 from skills.core.ports import LLMError, Store
+from skills.protocols.chunking import Chunk
 from skills.protocols.documents import NOT_A_PROTOCOL
-from skills.protocols.library import CHUNKS, DOCS, VECTORS, ProtocolLibrary, decode_vector
+from skills.protocols.library import CHUNKS, DOCS, VECTORS, ProtocolLibrary, decode_vector, embedding_text
 
 SEPSIS = """\
 ---
@@ -377,10 +379,11 @@ async def test_a_new_embedder_reembeds_every_chunk(store: Store, folder: Path) -
     assert library.retriever.mode == "hybrid"
 
 
-async def test_embeddings_are_batched(store: Store, folder: Path) -> None:
+async def test_embeddings_are_batched_per_document(store: Store, folder: Path) -> None:
     embedder = CountingEmbedder()
     report = await ProtocolLibrary(store, embedder=embedder, embed_batch=2).sync(folder)
-    assert [len(call) for call in embedder.calls] == [2, 2, 1]
+    # hands.md has 1 chunk, sepsis.md 2, ward/falls.txt 2: each document's vectors join the index as it finishes.
+    assert [len(call) for call in embedder.calls] == [1, 2, 2]
     assert report.embedded == 5
 
 
@@ -416,22 +419,81 @@ async def test_a_failing_embedder_leaves_a_working_lexical_library(store: Store,
     assert library.retriever.mode == "hybrid"
 
 
-async def test_hybrid_only_once_every_chunk_has_a_vector(store: Store, folder: Path) -> None:
-    embedder = CountingEmbedder(fail_after_calls=1)  # first batch of 2 works, then the service fails
+async def test_the_dense_side_joins_per_document_while_embedding(store: Store, folder: Path) -> None:
+    embedder = CountingEmbedder(fail_after_calls=1)  # the first document works, then the service fails
     library = ProtocolLibrary(store, embedder=embedder, embed_batch=2)
 
     report = await library.sync(folder)
 
-    assert report.embedded == 2
-    assert len(await keys(store, VECTORS)) == 2
-    assert library.retriever.mode == "lexical"  # 2 of 5 chunks have vectors: not enough for dense search
+    assert report.embedded == 1  # hands.md, alone in its document
+    assert len(await keys(store, VECTORS)) == 1
+    assert library.retriever.mode == "hybrid (embedding)"
+    assert library.status()["embedded"] == "1/5"
+    hits = await library.retriever.search("antibiotics within one hour", k=5)
+    assert hits[0].chunk.source == "sepsis.md"  # chunks without vectors still rank on their lexical score
 
     embedder.fail_after_calls = None
     embedder.calls.clear()
     again = await library.sync(folder)
-    assert again.embedded == 3
-    assert len(embedder.texts) == 3  # only the missing ones
+    assert again.embedded == 4
+    assert len(embedder.texts) == 4  # only the missing ones
     assert library.retriever.mode == "hybrid"
+    assert library.status()["embedded"] == "5/5"
+
+
+async def test_background_embedding_answers_lexically_at_once(store: Store, folder: Path) -> None:
+    gate = asyncio.Event()
+
+    class SlowEmbedder(CountingEmbedder):
+        async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+            await gate.wait()  # the model is busy: nothing is embedded until the test says so
+            return await super().embed(texts)
+
+    library = ProtocolLibrary(store, embedder=SlowEmbedder())
+    report = await library.sync(folder, wait_for_vectors=False)
+    assert report.chunks == 5
+    assert library.status() | {"embedding_model": ""} == {
+        "ready": True,
+        "protocols": "indexed",
+        "chunks": 5,
+        "retrieval": "lexical",
+        "embedded": "0/5",
+        "embedding_model": "",
+    }
+    assert (await library.retriever.search("antibiotics within one hour", k=1))[0].chunk.source == "sepsis.md"
+    gate.set()
+    assert await library.wait_embedded() == 5
+    assert library.retriever.mode == "hybrid"
+    assert len(await keys(store, VECTORS)) == 5
+
+
+async def test_a_document_changed_while_embedding_gets_no_stale_vectors(store: Store, folder: Path) -> None:
+    gate = asyncio.Event()
+    started = asyncio.Event()
+
+    class SlowEmbedder(CountingEmbedder):
+        async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+            started.set()
+            await gate.wait()
+            return await super().embed(texts)
+
+    embedder = SlowEmbedder()
+    library = ProtocolLibrary(store, embedder=embedder)
+    await library.sync(folder, wait_for_vectors=False)
+    await started.wait()  # the first document (hands.md) is being embedded
+    (folder / "hands.md").write_text("# Hand Hygiene\n\n## Moments\n\nUse soap for C. diff.\n", encoding="utf-8")
+    changing = asyncio.create_task(library.sync(folder, wait_for_vectors=False))
+    await asyncio.sleep(0)
+    gate.set()
+    await changing
+    await library.wait_embedded()
+    await library.sync(folder)  # embeds whatever is still missing
+    stored = dict(await store.scan(VECTORS))
+    chunks = dict(await store.scan(CHUNKS))
+    assert set(stored) == set(chunks)
+    hands = [k for k in chunks if k.startswith("hands.md#")]
+    expected = (await embedder.inner.embed([embedding_text(Chunk.from_record(hands[0], chunks[hands[0]]))]))[0]
+    assert decode_vector(str(stored[hands[0]]["vector"])).tolist() == pytest.approx(expected, abs=1e-6)
 
 
 async def test_sqlite_library_survives_a_reopen(tmp_path: Path, folder: Path) -> None:
