@@ -137,6 +137,14 @@ class ConversationBook:
     async def links(self) -> dict[str, dict[str, Any]]:
         return dict(await self.store.scan(UNIT_LINKS))
 
+    async def unit_of(self, conversation_id: str) -> str | None:
+        """The unit whose channel this conversation is (a post or a reply thread in it), or None."""
+        channel = channel_id_of(conversation_id)
+        for unit, link in await self.store.scan(UNIT_LINKS):
+            if link.get("conversation_id") == channel:
+                return unit
+        return None
+
     async def conversations(self) -> list[tuple[str, dict[str, Any]]]:
         return await self.store.scan(CONVERSATIONS)
 

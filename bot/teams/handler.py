@@ -27,7 +27,7 @@ from bot.teams.turn import (
 from skills.core.i18n import is_korean
 from skills.core.ports import Notifier, Store
 from skills.core.router import Router
-from skills.core.types import ConversationKind, Feedback, User
+from skills.core.types import ConversationKind, Feedback, Message, User
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class WardlineBot(Bot):  # type: ignore[misc]
         return TeamsTurn(context, self.store, streaming=streaming, notifier=self.notifier, window=window)
 
     async def _on_message(self, context: TurnContext, inbound: Inbound) -> None:
-        message = to_message(context.activity)
+        message = await self._in_unit_channel(to_message(context.activity))
         if not message.text and message.value is None:
             return  # e.g. a message with only an image: nothing to answer
         turn = self._turn(context, inbound, streaming=self.streaming)
@@ -110,7 +110,7 @@ class WardlineBot(Bot):  # type: ignore[misc]
             data = _dict(action.get("data"))
             if "verb" not in data and action.get("verb"):
                 data["verb"] = action["verb"]
-            message = replace(to_message(activity), text="", value=data)
+            message = await self._in_unit_channel(replace(to_message(activity), text="", value=data))
             turn = self._turn(context, inbound, streaming=False)
             await self.router.dispatch(message, turn)
             body: dict[str, Any]
@@ -159,6 +159,15 @@ class WardlineBot(Bot):  # type: ignore[misc]
         personal = conversation_kind(activity) == ConversationKind.PERSONAL
         if bot_added and personal and activity.type == ActivityTypes.conversation_update:
             await context.send_activity(Activity(type=ActivityTypes.message, text=WELCOME, text_format="markdown"))
+
+    async def _in_unit_channel(self, message: Message) -> Message:
+        """Skills see a linked unit channel as `unit:<id>` (e.g. where an alarm was posted or escalated to)."""
+        if message.conversation.kind == ConversationKind.PERSONAL or not message.conversation.id:
+            return message
+        unit = await self.conversations.unit_of(message.conversation.id)
+        if unit is None:
+            return message
+        return replace(message, conversation=replace(message.conversation, channel=f"unit:{unit}"))
 
     async def _remember_conversation(self, activity: Activity, *, trusted: bool = True) -> None:
         await self.conversations.remember(activity, trusted=trusted)

@@ -170,3 +170,19 @@ async def test_the_running_app_keeps_a_channel_it_joins_and_delivers_unit_posts_
     [sent] = connector.delivered()
     assert sent.conversation_id == CHANNEL
     assert sent.text == "_unrouted: unit 7W has no channel_\n\nHandover for 7W is ready"
+
+
+async def test_a_linked_unit_channel_is_seen_by_skills_as_that_unit(
+    start_bot: BotFactory, connector: FakeConnector
+) -> None:
+    """`alerts` typed in the channel linked to 7W lists 7W's alarms: the host maps the conversation to `unit:7W`."""
+    from skills.alerts.texts import text
+    from tests.fakes.teams import teams_message
+
+    bot = await start_bot()
+    book = bot.app[SERVICES].delivery.book
+    await bot.post(teams_message("alerts", connector.url, kind="channel"))
+    assert connector.messages()[-1].text == text("en", "list.which_unit")  # not linked: the skill must ask
+    await book.link("7W", CHANNEL_CONVERSATION, by="test")
+    await bot.post(teams_message("alerts", connector.url, kind="channel"))
+    assert connector.messages()[-1].text == "No open alarms in 7W."
