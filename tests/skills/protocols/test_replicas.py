@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from bot.storage import SqlStore
 from skills.protocols.library import ProtocolLibrary
-from tests.bot.test_storage import POSTGRES_SERVER, postgres_up
+from tests.postgres import fresh_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -19,16 +17,8 @@ async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[s
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'shared' / 'wardline.db'}"
         return
-    if not postgres_up():
-        pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it)")
-    database = f"wardline_test_{uuid.uuid4().hex[:12]}"
-    server = await asyncpg.connect(POSTGRES_SERVER)
-    await server.execute(f'CREATE DATABASE "{database}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
-    finally:
-        await server.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
-        await server.close()
+    async with fresh_database(request.getfixturevalue("postgres_server")) as database_url:  # tests/postgres.py
+        yield database_url
 
 
 async def sources(library: ProtocolLibrary, question: str) -> list[str]:
