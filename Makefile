@@ -27,7 +27,7 @@ e2e-deps:
 	bash infra/e2e/install.sh
 
 test: $(STAMP) e2e-deps
-	$(BIN)/python -m pytest
+	WARDLINE_FAIL_ON_SKIP=1 $(BIN)/python -m pytest
 
 test-fast: $(STAMP) e2e-deps
 	$(BIN)/python -m pytest -m "not e2e"

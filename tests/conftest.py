@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -49,3 +50,14 @@ def _loopback_only() -> Iterator[None]:
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """`make test` sets WARDLINE_FAIL_ON_SKIP: there every test must run, so one skip fails the run."""
+    if not os.environ.get("WARDLINE_FAIL_ON_SKIP"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter is not None else 0
+    if skipped and exitstatus == 0:
+        print(f"\nWARDLINE_FAIL_ON_SKIP: {skipped} test(s) skipped; make test runs every test (install every extra)")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
