@@ -40,6 +40,7 @@ async def start_bot(url: str, tmp_path: Path, name: str) -> asyncio.subprocess.P
     folder = tmp_path / name
     library = tmp_path / "protocols"  # replicas share one folder (one document: these tests are about delivery)
     library.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (library / "falls.md").write_text("# Falls\n## Bed safety\nKeep the bed at its lowest height.\n")
     env = {
         "PATH": os.environ.get("PATH", ""),
