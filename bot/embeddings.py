@@ -132,7 +132,7 @@ class MiniLMEmbedder:
                 import transformers
                 from sentence_transformers import SentenceTransformer
 
-                transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no bars in logs
+                transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call,unused-ignore]  # no bars in logs
 
                 if self._threads:
                     torch.set_num_threads(self._threads)
