@@ -76,6 +76,31 @@ CAPABILITIES: Final[dict[str, Capability]] = {
         "병원 프로토콜에 관해 질문하면 근거가 된 프로토콜 항목을 출처로 밝힌 답변을 받고, 프로토콜에 없는 내용이면 "
         "없다고 알려 줍니다. 답변은 출처 항목을 인용하거나 요약한 것이며 틀릴 수 있으니 출처를 확인하세요.",
     ),
+    "alerts": Capability(
+        "alarms",
+        "Device alarms from the hospital's monitor and pump gateways appear in the unit's channel as cards that show "
+        "unit, room and bed only, update in place, and can be accepted or declined; unanswered alarms escalate. Chat "
+        "notifications never replace the bedside monitor.",
+        "알람",
+        "모니터와 주입 펌프 게이트웨이의 장비 알람이 병동 채널에 병동·병실·침상만 표시한 카드로 올라오고, 같은 카드에서 "
+        "갱신되며, 수락하거나 거절할 수 있습니다. 아무도 응답하지 않으면 상위 단계로 알립니다. 채팅 알림은 침상 모니터를 "
+        "대신하지 않습니다.",
+    ),
+    "handover": Capability(
+        "handovers",
+        "Nurses write I-PASS handover notes per bed in a one-to-one chat; at each shift change the unit's channel gets "
+        "a summary card without names, and receivers acknowledge it. Patient details are only shown in one-to-one "
+        "chats.",
+        "인계",
+        "간호사는 1:1 채팅에서 침상별 I-PASS 인계 기록을 작성하고, 근무 교대마다 병동 채널에 이름 없는 요약 카드가 "
+        "올라오며 인수자가 확인합니다. 환자 정보는 1:1 채팅에서만 보입니다.",
+    ),
+    "broadcast": Capability(
+        "bulletins",
+        "Ward managers send bulletins to one, several or all units and see which units acknowledged them.",
+        "공지",
+        "병동 관리자는 한 병동, 여러 병동 또는 전체에 공지를 보내고 어느 병동이 확인했는지 볼 수 있습니다.",
+    ),
 }
 """One entry per skill, keyed by `Skill.name`: the description lists exactly the installed skills' entries."""
 
