@@ -186,3 +186,37 @@ async def test_a_linked_unit_channel_is_seen_by_skills_as_that_unit(
     await book.link("7W", CHANNEL_CONVERSATION, by="test")
     await bot.post(teams_message("alerts", connector.url, kind="channel"))
     assert connector.messages()[-1].text == "No open alarms in 7W."
+
+
+async def test_a_charge_nurse_posts_the_handover_and_the_card_reaches_the_linked_channel_through_the_outbox(
+    start_bot: BotFactory, connector: FakeConnector
+) -> None:
+    """Directory roles -> handover skill -> durable outbox -> the unit's channel at the fake Bot Connector."""
+    from tests.fakes.teams import teams_message
+
+    root = Path(__file__).resolve().parents[2]
+    bot = await start_bot(directory=root / "bot" / "directory.example.toml")
+    book = bot.app[SERVICES].delivery.book
+    ward = "19:7w-handover@thread.tacv2"
+    await book.remember(channel_activity(connector.url, ward))
+    await book.link("7W", ward, by="test")
+    nurse = teams_message("handover post 7W", connector.url)  # Kim Nurse: a nurse, not a charge nurse
+    await bot.post(nurse)
+    assert "charge" in connector.messages()[-1].text.lower()  # refused, naming the role
+    charge = teams_message("handover post 7W", connector.url, user_name="Lee Charge")
+    charge["from"]["aadObjectId"] = "6a0f3b1e-0000-4000-8000-000000000002"  # Lee Charge in the example directory
+    await bot.post(charge)
+    cards: list[dict[str, object]] = []
+    for _ in range(200):
+        cards = [
+            attachment["content"]
+            for sent in connector.sent
+            if sent.method == "POST" and ward in sent.path
+            for attachment in sent.body.get("attachments") or []
+        ]
+        if cards:
+            break
+        await asyncio.sleep(0.05)
+    assert len(cards) == 1
+    assert "7W" in json.dumps(cards[0], ensure_ascii=False)
+    assert connector.violations == []

@@ -358,3 +358,38 @@ async def test_alerts_command_in_a_channel_lists_open_alarms(
         "- HIGH Low limit - room OR bed 1, since 06:04",  # 15:04:57 at UTC-6 is 06:04 in Seoul
     ]
     assert "Hon" not in reply.text and "HO2009001" not in reply.text
+
+
+async def test_an_ihe_alarm_over_mllp_reaches_the_linked_unit_channel_as_a_card_through_the_real_outbox(
+    start_bot: Any, connector: FakeConnector
+) -> None:
+    """MLLP bytes -> ACK -> hold-off on the durable timers -> outbox -> the fake Bot Connector, with no test doubles."""
+    from tests.bot.outbox_support import channel_activity
+
+    bot = await start_bot()
+    book = bot.app[SERVICES].delivery.book
+    surgery = "19:ho-surgery@thread.tacv2"
+    await book.remember(channel_activity(connector.url, surgery, channel_name="HO Surgery"))
+    await book.link("HO Surgery", surgery, by="test")
+    reader, writer = await asyncio.open_connection("127.0.0.1", bot.app[MLLP].value.port)
+    writer.write(frame(fixture("ihe_e31_low_spo2_start.hl7").encode()))
+    ack = (await asyncio.wait_for(reader.readuntil(END_BLOCK), 5)).decode()
+    writer.close()
+    await writer.wait_closed()
+    assert "MSA|CA|1" in ack
+    cards: list[dict[str, Any]] = []
+    for _ in range(300):  # a PM alarm is held 10 s first (the default hold-off), then posted
+        cards = [
+            attachment["content"]
+            for sent in connector.sent
+            if sent.method == "POST" and surgery in sent.path
+            for attachment in sent.body.get("attachments") or []
+        ]
+        if cards:
+            break
+        await asyncio.sleep(0.1)
+    assert len(cards) == 1, connector.sent
+    shown = json.dumps(cards[0], ensure_ascii=False)
+    assert "HO Surgery" in shown and "bedside monitor" in shown
+    assert "Hon" not in shown and "Albert" not in shown and "HO2009001" not in shown  # PID is read, never shown
+    assert connector.violations == []
