@@ -82,9 +82,9 @@ CAPABILITIES: Final[dict[str, Capability]] = {
         "unit, room and bed only, update in place, and can be accepted or declined; unanswered alarms escalate. Chat "
         "notifications never replace the bedside monitor.",
         "알람",
-        "모니터와 주입 펌프 게이트웨이의 장비 알람이 병동 채널에 병동·병실·침상만 표시한 카드로 올라오고, 같은 카드에서 "
-        "갱신되며, 수락하거나 거절할 수 있습니다. 아무도 응답하지 않으면 상위 단계로 알립니다. 채팅 알림은 침상 모니터를 "
-        "대신하지 않습니다.",
+        "모니터와 주입 펌프 게이트웨이의 장비 알람이 병동 채널에 병동·병실·침상만 표시한 "
+        "카드로 올라오고, 같은 카드에서 갱신되며, 수락하거나 거절할 수 있습니다. "
+        "아무도 응답하지 않으면 상위 단계로 알립니다. 채팅 알림은 침상 모니터를 대신하지 않습니다.",
     ),
     "handover": Capability(
         "handovers",
