@@ -272,24 +272,18 @@ class Outbox:
             await connection.execute(statement, rows)
         return True
 
+    async def _live(self, connection: AsyncConnection, ref: str, *columns: Any) -> list[tuple[Any, ...]]:
+        """The deliveries of `ref` that are queued or already in Teams (not deletes), locked for this transaction."""
+        query = select(*columns).where(
+            and_(outbox.c.ref == ref, outbox.c.action != DELETE, outbox.c.state.in_((PENDING, DONE)))
+        )
+        return [tuple(row) for row in await connection.execute(_lock(query, self._postgres))]
+
     async def update(self, ref: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
         """Apply `change` to the payload of every live delivery of `ref`; unsent ones simply send the new payload."""
         now = self.clock()
         async with self.engine.begin() as connection:
-            rows = (
-                await connection.execute(
-                    _lock(
-                        select(outbox.c.id, outbox.c.payload, outbox.c.activity_id).where(
-                            and_(
-                                outbox.c.ref == ref,
-                                outbox.c.action != DELETE,
-                                outbox.c.state.in_((PENDING, DONE)),
-                            )
-                        ),
-                        self._postgres,
-                    )
-                )
-            ).all()
+            rows = await self._live(connection, ref, outbox.c.id, outbox.c.payload, outbox.c.activity_id)
             for row_id, payload, activity_id in rows:
                 values: dict[str, Any] = {
                     "payload": _dump(change(json.loads(payload))),
@@ -304,20 +298,7 @@ class Outbox:
         """Cancel unsent deliveries of `ref` and queue a delete for the sent ones."""
         now = self.clock()
         async with self.engine.begin() as connection:
-            rows = (
-                await connection.execute(
-                    _lock(
-                        select(outbox.c.id, outbox.c.activity_id, outbox.c.lease_until).where(
-                            and_(
-                                outbox.c.ref == ref,
-                                outbox.c.action != DELETE,
-                                outbox.c.state.in_((PENDING, DONE)),
-                            )
-                        ),
-                        self._postgres,
-                    )
-                )
-            ).all()
+            rows = await self._live(connection, ref, outbox.c.id, outbox.c.activity_id, outbox.c.lease_until)
             for row_id, activity_id, lease_until in rows:
                 in_flight = lease_until is not None and lease_until > now
                 values: dict[str, Any] = {"action": DELETE, "revision": outbox.c.revision + 1}
