@@ -516,17 +516,25 @@ class Handovers:
         except ShiftConfigError:
             return t(lang, "usage")
 
-    async def on_ack(self, message: Message, turn: Turn) -> None:
-        """A receiver takes over some beds, or the whole unit, optionally with a synthesis line."""
-        lang = language(message)
+    async def _staff_target(self, message: Message, turn: Turn, lang: str) -> tuple[Unit, Shift] | None:
+        """The posted handover a card action is about, if the presser works on that unit; else say why not."""
         target = self._posted_target(message, lang)
         if isinstance(target, str):
             await turn.send(Reply(text=target))
-            return
-        unit, shift = target
+            return None
+        unit, _shift = target
         if unit.id not in message.user.units:
             await turn.send(Reply(text=t(lang, "not_on_unit", unit=unit.id)))
+            return None
+        return target
+
+    async def on_ack(self, message: Message, turn: Turn) -> None:
+        """A receiver takes over some beds, or the whole unit, optionally with a synthesis line."""
+        lang = language(message)
+        target = await self._staff_target(message, turn, lang)
+        if target is None:
             return
+        unit, shift = target
         data = message.value or {}
         whole = data.get("scope") == "all"
         chosen = {b.strip() for b in str(data.get("beds") or "").split(",") if b.strip()}
@@ -569,14 +577,10 @@ class Handovers:
     async def on_details(self, message: Message, turn: Turn) -> None:
         """Full notes go only to a 1:1 chat, only to staff on the unit, and every view is audited."""
         lang = language(message)
-        target = self._posted_target(message, lang)
-        if isinstance(target, str):
-            await turn.send(Reply(text=target))
+        target = await self._staff_target(message, turn, lang)
+        if target is None:
             return
         unit, shift = target
-        if unit.id not in message.user.units:
-            await turn.send(Reply(text=t(lang, "not_on_unit", unit=unit.id)))
-            return
         replies = await self.details(lang, unit, shift)
         if message.conversation.kind == ConversationKind.PERSONAL:
             for reply in replies:
